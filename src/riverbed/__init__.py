@@ -1,0 +1,1 @@
+"""riverbed: event-driven systems in Python."""

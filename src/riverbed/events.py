@@ -1,0 +1,137 @@
+"""Events, the record envelope, and time-sortable ids.
+
+An `Event` is a msgspec Struct that declares a schema::
+
+    class OrderPlaced(Event, type="order.placed"):
+        order_id: str
+        total: float
+
+A `Record` is one stored event with its envelope. Its attribute names follow
+CloudEvents 1.0 (`id`, `type`, `source`, `time`, plus `key`/`partition`/`offset` from
+the log), so a record maps one to one onto a CloudEvent.
+"""
+
+from __future__ import annotations
+
+import random
+import time as _time
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Generic, TypeVar
+
+import msgspec
+
+__all__ = ["Event", "IdGenerator", "Record", "event_type_of"]
+
+T = TypeVar("T")
+
+
+class _EventMeta(msgspec.StructMeta):
+    """Lets subclasses say `class X(Event, type="x.happened")`.
+
+    msgspec's metaclass refuses unknown class keywords, so the event type name is taken
+    here before the rest is handed on.
+    """
+
+    def __new__(
+        mcls,
+        name: str,
+        bases: tuple[type, ...],
+        namespace: dict[str, Any],
+        type: str | None = None,  # the CloudEvents attribute name
+        **kwargs: Any,
+    ) -> _EventMeta:
+        cls = super().__new__(mcls, name, bases, namespace, **kwargs)
+        cls.__event_type__ = type or name  # type: ignore[attr-defined]
+        return cls
+
+
+class Event(msgspec.Struct, metaclass=_EventMeta, kw_only=True):
+    """Base class of typed events; subclass it to declare a schema.
+
+    The CloudEvents `type` defaults to the class name; set it with
+    `class OrderPlaced(Event, type="order.placed")`.
+    """
+
+    __event_type__: ClassVar[str]
+
+
+def event_type_of(schema: object) -> str | None:
+    """The CloudEvents type name a schema declares, or None for dict/bytes schemas."""
+    declared = getattr(schema, "__event_type__", None)
+    if isinstance(declared, str):
+        return declared
+    if isinstance(schema, type) and schema not in (dict, bytes):
+        return schema.__name__
+    return None
+
+
+class Record(msgspec.Struct, Generic[T], array_like=True, gc=False):
+    """One event as stored in a topic, with its CloudEvents envelope.
+
+    `value` is the encoded payload; `data` is the payload decoded into the topic's
+    schema (set by the consumer before a handler sees the record). The first seven
+    fields are the stored form; `topic`, `partition` and `offset` are filled in when
+    the record is read back from the log.
+    """
+
+    id: str
+    type: str
+    source: str
+    timestamp: int
+    """Event time in milliseconds since the Unix epoch (UTC)."""
+    key: bytes | None
+    value: bytes
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    topic: str = ""
+    partition: int = -1
+    offset: int = -1
+    data: Any = None
+
+    @property
+    def time(self) -> datetime:
+        """The CloudEvents `time` attribute: event time as an aware UTC datetime."""
+        return datetime.fromtimestamp(self.timestamp / 1000, tz=UTC)
+
+    @property
+    def key_str(self) -> str | None:
+        """The key as text (undecodable bytes kept lossless via surrogateescape)."""
+        return None if self.key is None else self.key.decode("utf-8", "surrogateescape")
+
+
+class IdGenerator:
+    """Makes UUIDv7 strings (RFC 9562): time-ordered, unique, monotonic per generator.
+
+    Within one millisecond the 12-bit `rand_a` field is a counter so ids from one
+    generator sort in creation order. Not cryptographic: ids name events, they do not
+    guard anything.
+    """
+
+    __slots__ = ("_last_ms", "_random", "_seq")
+
+    def __init__(self) -> None:
+        self._last_ms = 0
+        self._seq = 0
+        self._random = random.Random()
+
+    def new(self) -> str:
+        """Return a fresh id."""
+        ms = _time.time_ns() // 1_000_000
+        if ms > self._last_ms:
+            self._last_ms = ms
+            self._seq = self._random.getrandbits(10)
+        else:
+            self._seq += 1
+            if self._seq > 0xFFF:
+                # Counter exhausted within the millisecond: borrow the next one so
+                # ordering holds (RFC 9562 section 6.2, method 1).
+                self._last_ms += 1
+                self._seq = 0
+        value = (
+            (self._last_ms << 80)
+            | (0x7 << 76)
+            | (self._seq << 64)
+            | (0b10 << 62)
+            | self._random.getrandbits(62)
+        )
+        h = f"{value:032x}"
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

@@ -120,12 +120,46 @@ class HandlerSignal(RiverbedError):
 
 
 class Retry(HandlerSignal):
-    """Run the handler again for this record after `after` seconds (None: policy backoff)."""
+    """When to try a failed record again.
 
-    def __init__(self, after: float | None = None, reason: str = "") -> None:
+    Two uses, one idea. As a consumer's policy, `retry=Retry(attempts=5, backoff=0.5)`
+    says how often and how patiently failures are retried (exponential backoff with
+    full jitter, capped at `max_backoff`). Raised from a handler, `raise Retry(after=2)`
+    asks for another try of this record in 2 seconds; it counts as an attempt.
+    """
+
+    def __init__(
+        self,
+        after: float | None = None,
+        reason: str = "",
+        *,
+        attempts: int = 3,
+        backoff: float = 0.2,
+        max_backoff: float = 30.0,
+        jitter: bool = True,
+    ) -> None:
+        if attempts < 1:
+            raise ConfigError(f"Retry(attempts={attempts}): attempts must be at least 1")
+        if backoff < 0 or max_backoff < 0 or (after is not None and after < 0):
+            raise ConfigError("Retry: after, backoff and max_backoff must be >= 0 seconds")
         self.after = after
         self.reason = reason
+        self.attempts = attempts
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.jitter = jitter
         super().__init__(reason or f"retry requested (after={after})")
+
+    def delay(self, attempt: int, rand: float) -> float:
+        """Seconds to wait before attempt number `attempt + 1`; `rand` is in [0, 1)."""
+        cap: float = min(self.max_backoff, self.backoff * 2.0 ** (attempt - 1))
+        return cap * rand if self.jitter else cap
+
+    def __repr__(self) -> str:
+        return (
+            f"Retry(after={self.after!r}, attempts={self.attempts}, backoff={self.backoff}, "
+            f"max_backoff={self.max_backoff}, jitter={self.jitter})"
+        )
 
 
 class Skip(HandlerSignal):

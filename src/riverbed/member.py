@@ -1,0 +1,463 @@
+"""A consumer-group member: fetch, dispatch, commit, heartbeat, rebalance.
+
+One `GroupMember` runs per (app process, group). It joins the group with every topic its
+handlers read, fetches from the partitions it owns, hands records to the handlers and
+commits offsets in batches.
+
+Commit rule (at-least-once): a partition's committed offset is the first record not yet
+finished. With `concurrency > 1` records of different keys finish out of order, so each
+partition keeps a queue of in-flight slots and the commit point only moves past a
+contiguous run of finished ones. Outputs a handler published through its context (and
+dead letters) travel with that commit: on transactional backends in the same
+transaction, elsewhere appended just before it.
+
+A session is one membership: join, run the loops, leave. A `FencedError` (the broker
+gave our partitions to someone else) ends the session without committing; the member
+then joins again from the committed offsets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+from collections import defaultdict, deque
+from collections.abc import Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from riverbed.brokers.base import Assignment, Broker, TopicPartition
+from riverbed.consumers import (
+    H_REPLAY_GROUP,
+    ConsumerSpec,
+    FailureInfo,
+    Outcome,
+    deliver,
+    dlq_headers,
+)
+from riverbed.context import Context
+from riverbed.errors import FencedError
+from riverbed.events import Record
+from riverbed.stats import ConsumerStats
+
+if TYPE_CHECKING:
+    from riverbed.app import App
+
+__all__ = ["ConsumerOptions", "GroupMember"]
+
+log = logging.getLogger("riverbed.consumer")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConsumerOptions:
+    """Timing and batching knobs shared by an app's consumers."""
+
+    session_timeout: float = 10.0
+    """A member silent this long is declared dead and its partitions move."""
+    heartbeat_interval: float = 1.0
+    commit_interval: float = 0.2
+    """Longest time a finished record waits for its offset to be committed."""
+    output_linger: float = 0.002
+    """How long held outputs (ctx.publish, dead letters) wait to share a commit."""
+    max_poll_records: int = 1000
+    fetch_wait: float = 0.5
+    shutdown_timeout: float = 10.0
+    """How long a stop waits for in-flight handlers before cancelling them."""
+
+
+class _Slot:
+    __slots__ = ("done", "offset", "outputs", "started")
+
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+        self.started = False
+        self.done = False
+        self.outputs: list[tuple[str, Record[Any]]] = []
+
+
+def member_id_for(group: str) -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(4).hex()}"
+
+
+class GroupMember:
+    """Runs the handlers of one consumer group in this process."""
+
+    def __init__(
+        self,
+        app: App,
+        group: str,
+        specs: Sequence[ConsumerSpec],
+        broker: Broker,
+        options: ConsumerOptions,
+        pool: Executor,
+    ) -> None:
+        self.app = app
+        self.group = group
+        self.broker = broker
+        self.options = options
+        self.member_id = member_id_for(group)
+        self.stats = ConsumerStats(group)
+        self._pool = pool
+        self._by_topic: dict[str, list[ConsumerSpec]] = defaultdict(list)
+        for spec in specs:
+            self._by_topic[spec.topic.name].append(spec)
+        self._concurrency = max(s.concurrency for s in specs)
+        self._transactional = broker.capabilities.transactions
+        self._rand = random.Random()
+        self._stopping = asyncio.Event()
+        self._reset_session()
+
+    def _reset_session(self) -> None:
+        self.generation = -1
+        self._positions: dict[TopicPartition, int] = {}
+        self._slots: dict[TopicPartition, deque[_Slot]] = {}
+        self._done: dict[TopicPartition, int] = {}
+        self._committed: dict[TopicPartition, int] = {}
+        self._outputs: list[tuple[str, Record[Any]]] = []
+        self._progress = asyncio.Event()
+        self._kick = asyncio.Event()
+        self._commit_lock = asyncio.Lock()
+
+    @property
+    def assigned(self) -> frozenset[TopicPartition]:
+        return frozenset(self._positions)
+
+    def stop(self) -> None:
+        """Ask the member to stop: no new fetches, drain, commit, leave."""
+        self._stopping.set()
+        self._kick.set()
+
+    # -- sessions ---------------------------------------------------------------------
+    async def run(self) -> None:
+        """Join and consume until `stop()`; rejoin after a fence or a backend failure.
+
+        A failing backend never ends the member: it logs, backs off (up to 5 s) and
+        joins again, resuming from the committed offsets.
+        """
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                await self._session()
+                failures = 0
+            except* FencedError as eg:
+                log.warning("group %s: %s; rejoining", self.group, eg.exceptions[0])
+                self.stats.rebalances += 1
+            except* Exception as eg:
+                failures += 1
+                self.stats.errors += 1
+                log.error("group %s: session failed; rejoining", self.group, exc_info=eg)
+                await self._pause(min(5.0, 0.1 * 2**failures))
+            self._reset_session()
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def _session(self) -> None:
+        assignment = await self.broker.join_group(
+            self.group,
+            self.member_id,
+            sorted(self._by_topic),
+            session_timeout=self.options.session_timeout,
+            client=f"{socket.gethostname()}/{os.getpid()}",
+        )
+        try:
+            await self._apply(assignment)
+            async with asyncio.TaskGroup() as tg:
+                side = [
+                    tg.create_task(self._heartbeat_loop()),
+                    tg.create_task(self._commit_loop()),
+                ]
+                queues, workers = self._start_workers(tg)
+                fetcher = tg.create_task(self._fetch_loop(queues))
+                await self._stopping.wait()
+                await self._drain(queues, [fetcher, *workers])
+                for task in side:
+                    task.cancel()
+            await self._commit()
+        finally:
+            if self._stopping.is_set():
+                with contextlib.suppress(Exception):
+                    await self.broker.leave_group(self.group, self.member_id)
+
+    # -- assignment -------------------------------------------------------------------
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.heartbeat_interval)
+            await self._apply(await self.broker.heartbeat(self.group, self.member_id))
+
+    async def _apply(self, a: Assignment) -> None:
+        if a.generation != self.generation:
+            self.generation = a.generation
+            self.stats.generation = a.generation
+        for tp in set(self._positions) - a.assigned - a.revoking:
+            self._forget(tp)  # lost without a revocation: only after a fence
+        new = [tp for tp in a.assigned if tp not in self._positions]
+        if new:
+            await self._start_partitions(new)
+        revoke = [tp for tp in a.revoking if tp in self._positions or tp in self._slots]
+        if revoke or a.revoking:
+            await self._revoke(revoke, a.revoking)
+
+    async def _start_partitions(self, tps: list[TopicPartition]) -> None:
+        for topic in {tp.topic for tp in tps}:
+            committed = await self.broker.committed(self.group, topic)
+            ends: dict[int, int] = {}
+            if any(s.start == "latest" for s in self._by_topic[topic]):
+                ends = (await self.broker.describe_topic(topic)).end_offsets()
+            for tp in tps:
+                if tp.topic == topic:
+                    start = committed.get(tp.partition, ends.get(tp.partition, 0))
+                    self._positions[tp] = start
+                    self._committed[tp] = committed.get(tp.partition, -1)
+                    self._done[tp] = start
+                    self._slots[tp] = deque()
+        self._kick.set()
+
+    async def _revoke(self, tps: list[TopicPartition], revoking: frozenset[TopicPartition]) -> None:
+        for tp in tps:
+            self._positions.pop(tp, None)
+        await self._wait_idle(tps, self.options.session_timeout / 2)
+        await self._commit()
+        for tp in tps:
+            self._forget(tp)
+        await self.broker.release(self.group, self.member_id, list(revoking))
+        self.stats.rebalances += 1
+
+    def _forget(self, tp: TopicPartition) -> None:
+        self._positions.pop(tp, None)
+        self._slots.pop(tp, None)
+        self._done.pop(tp, None)
+        self._committed.pop(tp, None)
+
+    def _busy(self, tps: Sequence[TopicPartition]) -> bool:
+        """Is a handler running for a record of these partitions?"""
+        for tp in tps:
+            for slot in self._slots.get(tp, ()):
+                if slot.started and not slot.done:
+                    return True
+        return False
+
+    async def _wait_idle(self, tps: Sequence[TopicPartition], timeout: float) -> bool:
+        async def idle() -> None:
+            while self._busy(tps):
+                self._progress.clear()
+                await self._progress.wait()
+
+        try:
+            await asyncio.wait_for(idle(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    # -- fetching and dispatch ----------------------------------------------------------
+    async def _fetch_loop(self, queues: list[asyncio.Queue[Record[Any] | None]]) -> None:
+        while not self._stopping.is_set():
+            if not self._positions:
+                self._kick.clear()
+                await self._kick.wait()
+                continue
+            records = await self.broker.fetch(
+                dict(self._positions), max_records=self.options.max_poll_records
+            )
+            if not records:
+                records = await self._wait_fetch()
+            if records:
+                await self._dispatch(records, queues)
+
+    async def _wait_fetch(self) -> list[Record[Any]]:
+        """Long-poll, but return early on stop or when the assignment changes."""
+        self._kick.clear()
+        fetch = asyncio.create_task(
+            self.broker.fetch(
+                dict(self._positions),
+                max_records=self.options.max_poll_records,
+                timeout=self.options.fetch_wait,
+            )
+        )
+        kick = asyncio.create_task(self._kick.wait())
+        try:
+            await asyncio.wait({fetch, kick}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            kick.cancel()
+        if not fetch.done():
+            fetch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await fetch
+            return []
+        return fetch.result()
+
+    async def _dispatch(
+        self, records: list[Record[Any]], queues: list[asyncio.Queue[Record[Any] | None]]
+    ) -> None:
+        positions = self._positions
+        for rec in records:
+            tp = TopicPartition(rec.topic, rec.partition)
+            pos = positions.get(tp)
+            if pos is None or rec.offset < pos or self._stopping.is_set():
+                continue  # revoked meanwhile, or a stale duplicate from before a reset
+            positions[tp] = rec.offset + 1
+            slot = _Slot(rec.offset)
+            self._slots[tp].append(slot)
+            if queues:
+                await queues[self._shard(rec, len(queues))].put(rec)
+            else:
+                await self._handle(rec, tp, slot)
+
+    @staticmethod
+    def _shard(rec: Record[Any], n: int) -> int:
+        # Same key -> same worker keeps per-key order; keyless records keep partition order.
+        return hash(rec.key) % n if rec.key is not None else rec.partition % n
+
+    def _start_workers(
+        self, tg: asyncio.TaskGroup
+    ) -> tuple[list[asyncio.Queue[Record[Any] | None]], list[asyncio.Task[None]]]:
+        if self._concurrency <= 1:
+            return [], []
+        queues: list[asyncio.Queue[Record[Any] | None]] = [
+            asyncio.Queue(maxsize=self.options.max_poll_records) for _ in range(self._concurrency)
+        ]
+        return queues, [tg.create_task(self._worker(q)) for q in queues]
+
+    async def _worker(self, queue: asyncio.Queue[Record[Any] | None]) -> None:
+        while (rec := await queue.get()) is not None:
+            tp = TopicPartition(rec.topic, rec.partition)
+            slots = self._slots.get(tp)
+            slot = next((s for s in slots if s.offset == rec.offset), None) if slots else None
+            if slot is None or self._stopping.is_set():
+                continue  # partition revoked or stopping: leave it uncommitted
+            await self._handle(rec, tp, slot)
+
+    async def _handle(self, rec: Record[Any], tp: TopicPartition, slot: _Slot) -> None:
+        slot.started = True
+        replay_for = rec.headers.get(H_REPLAY_GROUP) if rec.headers else None
+        if replay_for is None or replay_for == self.group:
+            for spec in self._by_topic[rec.topic]:
+                await self._run_handler(spec, rec, slot)
+        else:
+            self.stats.skipped += 1
+        slot.done = True
+        self._advance(tp)
+
+    async def _run_handler(self, spec: ConsumerSpec, rec: Record[Any], slot: _Slot) -> None:
+        ctx = Context(self.app, self.group, rec, transactional=self._transactional)
+        outcome, info = await deliver(
+            spec, rec, ctx, pool=self._pool, stopping=self._stopping, rand=self._rand
+        )
+        self.stats.count(outcome, info.attempts)
+        if outcome is Outcome.DONE:
+            slot.outputs.extend(ctx.outputs)
+        elif outcome is Outcome.DEAD:
+            if spec.dead_letter:
+                slot.outputs.append(self._dead_letter(spec, rec, info))
+            else:
+                self.stats.count(Outcome.DROPPED, 0)
+                log.error(
+                    "group %s: %s[%d]@%d failed %d time(s) and dead letters are off; "
+                    "passing over it: %r",
+                    self.group,
+                    rec.topic,
+                    rec.partition,
+                    rec.offset,
+                    info.attempts,
+                    info.error,
+                )
+
+    def _dead_letter(
+        self, spec: ConsumerSpec, rec: Record[Any], info: FailureInfo
+    ) -> tuple[str, Record[Any]]:
+        dlq = self.app.dlq_topic(spec.topic)
+        dead: Record[Any] = Record(
+            rec.id,
+            rec.type,
+            rec.source,
+            rec.timestamp,
+            rec.key,
+            rec.value,
+            dlq_headers(rec, spec, info),
+            partition=rec.partition % dlq.partitions,
+        )
+        return dlq.name, dead
+
+    def _advance(self, tp: TopicPartition) -> None:
+        slots = self._slots.get(tp)
+        if slots is None:
+            return
+        while slots and slots[0].done:
+            slot = slots.popleft()
+            self._done[tp] = slot.offset + 1
+            if slot.outputs:
+                self._outputs.extend(slot.outputs)
+        self._progress.set()
+
+    # -- committing ---------------------------------------------------------------------
+    async def _commit_loop(self) -> None:
+        interval = self.options.commit_interval
+        linger = self.options.output_linger
+        waited = 0.0
+        while True:
+            step = linger if self._outputs else min(interval, 0.05)
+            await asyncio.sleep(step)
+            waited += step
+            if self._outputs or waited >= interval:
+                waited = 0.0
+                await self._commit()
+
+    async def _commit(self) -> None:
+        async with self._commit_lock:
+            offsets = {tp: off for tp, off in self._done.items() if off != self._committed.get(tp)}
+            outputs, self._outputs = self._outputs, []
+            if not offsets and not outputs:
+                return
+            await self._write(outputs, offsets)
+            self._committed.update(offsets)
+            self.stats.commits += 1
+
+    async def _write(
+        self, outputs: list[tuple[str, Record[Any]]], offsets: dict[TopicPartition, int]
+    ) -> None:
+        appends = _group_by_topic(outputs)
+        if self._transactional:
+            await self.broker.append_and_commit(appends, self.group, self.member_id, offsets)
+            return
+        for topic, records in appends:
+            await self.broker.append(topic, records)
+        if offsets:
+            await self.broker.commit(self.group, self.member_id, offsets)
+
+    async def _drain(
+        self, queues: list[asyncio.Queue[Record[Any] | None]], tasks: list[asyncio.Task[None]]
+    ) -> None:
+        """Let running handlers finish (bounded); records not started stay uncommitted."""
+        self._kick.set()
+        for q in queues:
+            _clear_queue(q)
+            q.put_nowait(None)
+        _, pending = await asyncio.wait(tasks, timeout=self.options.shutdown_timeout)
+        if pending:
+            log.warning(
+                "group %s: handlers still running after %.1fs; cancelling them (their "
+                "records stay uncommitted and will be delivered again)",
+                self.group,
+                self.options.shutdown_timeout,
+            )
+            for task in pending:
+                task.cancel()
+
+
+def _group_by_topic(
+    outputs: list[tuple[str, Record[Any]]],
+) -> list[tuple[str, list[Record[Any]]]]:
+    grouped: dict[str, list[Record[Any]]] = {}
+    for topic, rec in outputs:
+        grouped.setdefault(topic, []).append(rec)
+    return list(grouped.items())
+
+
+def _clear_queue(q: asyncio.Queue[Any]) -> None:
+    while not q.empty():
+        q.get_nowait()

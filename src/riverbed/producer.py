@@ -1,0 +1,142 @@
+"""The producer: builds records (envelope, key, partition, size check) and appends them.
+
+Concurrent `publish` calls are coalesced into one broker append per topic ("group
+commit"): the first caller appends at once; callers arriving while that append is in
+flight wait and go together in the next one. A lone publisher pays no added latency and
+many concurrent ones share one write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from riverbed.errors import EncodeError, RecordTooLarge
+from riverbed.events import IdGenerator, Record
+from riverbed.partitioner import Partitioner
+from riverbed.topics import Position
+
+if TYPE_CHECKING:
+    from riverbed.app import App
+    from riverbed.topics import Topic
+
+__all__ = ["Producer"]
+
+
+def to_key_bytes(key: object) -> bytes | None:
+    if key is None or isinstance(key, bytes):
+        return key
+    if isinstance(key, str):
+        return key.encode("utf-8", "surrogateescape")
+    if isinstance(key, int) and not isinstance(key, bool):
+        return str(key).encode()
+    raise EncodeError(f"a key must be str, bytes or int, got {type(key).__name__}")
+
+
+class _Batcher:
+    """Group commit for one topic: whoever holds the lock appends everything queued."""
+
+    def __init__(self, producer: Producer, topic: str) -> None:
+        self._producer = producer
+        self._topic = topic
+        self._pending: list[tuple[list[Record[Any]], asyncio.Future[list[int]]]] = []
+        self._lock = asyncio.Lock()
+
+    async def send(self, records: list[Record[Any]]) -> list[int]:
+        fut: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        self._pending.append((records, fut))
+        async with self._lock:
+            # An earlier lock holder may already have appended our records with its own.
+            if not fut.done():
+                await self._flush()
+        return fut.result()
+
+    async def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        flat = [r for records, _ in batch for r in records]
+        try:
+            offsets = await self._producer.append(self._topic, flat)
+        except Exception as exc:
+            for _, fut in batch:
+                fut.set_exception(exc)
+            return
+        except BaseException:
+            # Cancelled mid-append: the outcome is unknown, so nobody gets a position.
+            for _, fut in batch:
+                fut.cancel()
+            raise
+        i = 0
+        for records, fut in batch:
+            fut.set_result(offsets[i : i + len(records)])
+            i += len(records)
+
+
+class Producer:
+    """Builds and sends records for one app."""
+
+    def __init__(self, app: App, *, max_record_bytes: int) -> None:
+        self._app = app
+        self.max_record_bytes = max_record_bytes
+        self._ids = IdGenerator()
+        self._partitioners: dict[str, Partitioner] = {}
+        self._batchers: dict[str, _Batcher] = {}
+
+    def build(
+        self,
+        topic: Topic[Any],
+        event: Any,
+        *,
+        key: str | bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        type: str | None = None,
+    ) -> Record[Any]:
+        """Encode `event` for `topic` and wrap it in a record with its partition chosen."""
+        if key is None and topic.key_func is not None:
+            key = topic.key_func(event)
+        key_bytes = to_key_bytes(key)
+        value = topic.codec.encode(event)
+        size = len(value) + (len(key_bytes) if key_bytes else 0)
+        if size > self.max_record_bytes:
+            raise RecordTooLarge(
+                f"record for topic {topic.name!r} is {size} bytes, over the limit of "
+                f"{self.max_record_bytes}; raise App(max_record_bytes=...) or send a "
+                "reference to the data instead of the data"
+            )
+        part = self._partitioners.get(topic.name)
+        if part is None or part.partitions != topic.partitions:
+            part = self._partitioners[topic.name] = Partitioner(topic.partitions)
+        return Record(
+            self._ids.new(),
+            type or topic.event_type,
+            self._app.name,
+            time.time_ns() // 1_000_000,
+            key_bytes,
+            value,
+            dict(headers) if headers else {},
+            partition=part(key_bytes),
+        )
+
+    def new_id(self) -> str:
+        return self._ids.new()
+
+    async def send(self, topic: Topic[Any], record: Record[Any]) -> Position:
+        offsets = await self._batcher(topic.name).send([record])
+        return Position(topic.name, record.partition, offsets[0])
+
+    async def send_many(self, topic: Topic[Any], records: list[Record[Any]]) -> list[Position]:
+        if not records:
+            return []
+        offsets = await self._batcher(topic.name).send(records)
+        return [Position(topic.name, r.partition, o) for r, o in zip(records, offsets, strict=True)]
+
+    async def append(self, topic: str, records: list[Record[Any]]) -> list[int]:
+        broker = await self._app.connect()
+        return await broker.append(topic, records)
+
+    def _batcher(self, topic: str) -> _Batcher:
+        b = self._batchers.get(topic)
+        if b is None:
+            b = self._batchers[topic] = _Batcher(self, topic)
+        return b

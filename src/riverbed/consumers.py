@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from riverbed.context import Context
     from riverbed.topics import Topic
 
-__all__ = ["ConsumerSpec", "Outcome", "deliver", "dlq_headers"]
+__all__ = ["ConsumerSpec", "FailureInfo", "Outcome", "attempt", "dlq_headers", "recover"]
 
 log = logging.getLogger("riverbed.consumer")
 
@@ -104,26 +104,38 @@ class FailureInfo:
     error: BaseException | None = None
 
 
-async def _call(spec: ConsumerSpec, record: Record[Any], ctx: Context, pool: Executor) -> None:
+async def attempt(
+    spec: ConsumerSpec, record: Record[Any], ctx: Context | None, pool: Executor
+) -> None:
+    """One try: decode the payload (once per record) and call the handler.
+
+    This is the hot path, kept to one coroutine frame; exceptions propagate to the
+    caller, which hands them to `recover`.
+    """
+    if record.data is None:
+        record.data = spec.topic.codec.decode(record.value)
     arg = record if spec.wants_record else record.data
-    args = (arg, ctx) if spec.wants_context else (arg,)
     if spec.is_async:
-        await spec.func(*args)
-    else:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(pool, lambda: spec.func(*args))
+        if ctx is None:
+            await spec.func(arg)
+        else:
+            await spec.func(arg, ctx)
+        return
+    args = (arg,) if ctx is None else (arg, ctx)
+    await asyncio.get_running_loop().run_in_executor(pool, lambda: spec.func(*args))
 
 
-async def deliver(
+async def recover(
     spec: ConsumerSpec,
     record: Record[Any],
-    ctx: Context,
+    ctx: Context | None,
+    error: Exception,
     *,
     pool: Executor,
     stopping: asyncio.Event,
     rand: random.Random,
 ) -> tuple[Outcome, FailureInfo]:
-    """Run the handler for one record until it succeeds or its tries are spent.
+    """After a failed first try: retry per policy until success or the tries are spent.
 
     Returns `Outcome.DEAD` (with the failure) when the record must go to the dead-letter
     topic. If the app starts stopping during a backoff wait, raises `asyncio.CancelledError`
@@ -131,28 +143,26 @@ async def deliver(
     """
     info = FailureInfo()
     policy = spec.retry
+    exc: Exception | None = error
     while True:
-        try:
-            if record.data is None and record.value is not None:
-                record.data = spec.topic.codec.decode(record.value)
-            await _call(spec, record, ctx, pool)
+        if ctx is not None:
+            ctx.discard()
+        if exc is None:
             return Outcome.DONE, info
-        except Skip:
-            ctx.discard()
+        if isinstance(exc, Skip):
             return Outcome.SKIPPED, info
-        except (DeadLetter, DecodeError) as exc:
-            _fail(info, exc, record)
-            ctx.discard()
+        _fail(info, exc, record)
+        if isinstance(exc, DeadLetter | DecodeError) or info.attempts >= policy.attempts:
             return Outcome.DEAD, info
-        except Exception as exc:
-            _fail(info, exc, record)
-            ctx.discard()
-            if info.attempts >= policy.attempts:
-                return Outcome.DEAD, info
-            after = exc.after if isinstance(exc, Retry) else None
-            delay = after if after is not None else policy.delay(info.attempts, rand.random())
-            log.debug("retrying %s@%d in %.3fs: %r", record.topic, record.offset, delay, exc)
-            await _backoff(delay, stopping)
+        after = exc.after if isinstance(exc, Retry) else None
+        delay = after if after is not None else policy.delay(info.attempts, rand.random())
+        log.debug("retrying %s@%d in %.3fs: %r", record.topic, record.offset, delay, exc)
+        await _backoff(delay, stopping)
+        try:
+            await attempt(spec, record, ctx, pool)
+            return Outcome.DONE, info
+        except Exception as next_exc:
+            exc = next_exc
 
 
 def _fail(info: FailureInfo, exc: BaseException, record: Record[Any]) -> None:

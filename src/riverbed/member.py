@@ -36,8 +36,9 @@ from riverbed.consumers import (
     ConsumerSpec,
     FailureInfo,
     Outcome,
-    deliver,
+    attempt,
     dlq_headers,
+    recover,
 )
 from riverbed.context import Context
 from riverbed.errors import FencedError
@@ -79,6 +80,9 @@ class _Slot:
         self.outputs: list[tuple[str, Record[Any]]] = []
 
 
+_Queue = asyncio.Queue[tuple[Record[Any], TopicPartition, _Slot] | None]
+
+
 def member_id_for(group: str) -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(4).hex()}"
 
@@ -118,6 +122,7 @@ class GroupMember:
         self._done: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
         self._outputs: list[tuple[str, Record[Any]]] = []
+        self._current: TopicPartition | None = None
         self._progress = asyncio.Event()
         self._kick = asyncio.Event()
         self._commit_lock = asyncio.Lock()
@@ -236,6 +241,8 @@ class GroupMember:
 
     def _busy(self, tps: Sequence[TopicPartition]) -> bool:
         """Is a handler running for a record of these partitions?"""
+        if self._current is not None and self._current in tps:
+            return True
         for tp in tps:
             for slot in self._slots.get(tp, ()):
                 if slot.started and not slot.done:
@@ -255,7 +262,7 @@ class GroupMember:
         return True
 
     # -- fetching and dispatch ----------------------------------------------------------
-    async def _fetch_loop(self, queues: list[asyncio.Queue[Record[Any] | None]]) -> None:
+    async def _fetch_loop(self, queues: list[_Queue]) -> None:
         while not self._stopping.is_set():
             if not self._positions:
                 self._kick.clear()
@@ -291,22 +298,38 @@ class GroupMember:
             return []
         return fetch.result()
 
-    async def _dispatch(
-        self, records: list[Record[Any]], queues: list[asyncio.Queue[Record[Any] | None]]
-    ) -> None:
+    async def _dispatch(self, records: list[Record[Any]], queues: list[_Queue]) -> None:
         positions = self._positions
+        stopping = self._stopping
+        tp = TopicPartition("", -1)
         for rec in records:
-            tp = TopicPartition(rec.topic, rec.partition)
+            # A fetch returns runs of one partition: build the key only when it changes.
+            if rec.partition != tp.partition or rec.topic != tp.topic:
+                tp = TopicPartition(rec.topic, rec.partition)
             pos = positions.get(tp)
-            if pos is None or rec.offset < pos or self._stopping.is_set():
+            if pos is None or rec.offset < pos or stopping.is_set():
                 continue  # revoked meanwhile, or a stale duplicate from before a reset
             positions[tp] = rec.offset + 1
-            slot = _Slot(rec.offset)
-            self._slots[tp].append(slot)
             if queues:
-                await queues[self._shard(rec, len(queues))].put(rec)
+                slot = _Slot(rec.offset)
+                self._slots[tp].append(slot)
+                await queues[self._shard(rec, len(queues))].put((rec, tp, slot))
             else:
-                await self._handle(rec, tp, slot)
+                await self._handle_inline(rec, tp)
+
+    async def _handle_inline(self, rec: Record[Any], tp: TopicPartition) -> None:
+        """concurrency=1: handle in the fetch loop; the commit point follows directly."""
+        self._current = tp
+        outputs: list[tuple[str, Record[Any]]] = []
+        try:
+            await self._handle(rec, outputs)
+        finally:
+            self._current = None
+        if tp in self._done:  # still ours: a revocation may have dropped it meanwhile
+            self._done[tp] = rec.offset + 1
+            if outputs:
+                self._outputs.extend(outputs)
+        self._progress.set()
 
     @staticmethod
     def _shard(rec: Record[Any], n: int) -> int:
@@ -315,57 +338,78 @@ class GroupMember:
 
     def _start_workers(
         self, tg: asyncio.TaskGroup
-    ) -> tuple[list[asyncio.Queue[Record[Any] | None]], list[asyncio.Task[None]]]:
+    ) -> tuple[list[_Queue], list[asyncio.Task[None]]]:
         if self._concurrency <= 1:
             return [], []
-        queues: list[asyncio.Queue[Record[Any] | None]] = [
-            asyncio.Queue(maxsize=self.options.max_poll_records) for _ in range(self._concurrency)
-        ]
+        size = max(1, self.options.max_poll_records // self._concurrency)
+        queues: list[_Queue] = [asyncio.Queue(maxsize=size) for _ in range(self._concurrency)]
         return queues, [tg.create_task(self._worker(q)) for q in queues]
 
-    async def _worker(self, queue: asyncio.Queue[Record[Any] | None]) -> None:
-        while (rec := await queue.get()) is not None:
-            tp = TopicPartition(rec.topic, rec.partition)
-            slots = self._slots.get(tp)
-            slot = next((s for s in slots if s.offset == rec.offset), None) if slots else None
-            if slot is None or self._stopping.is_set():
-                continue  # partition revoked or stopping: leave it uncommitted
-            await self._handle(rec, tp, slot)
+    async def _worker(self, queue: _Queue) -> None:
+        while (item := await queue.get()) is not None:
+            rec, tp, slot = item
+            if self._stopping.is_set() or tp not in self._slots:
+                continue  # stopping, or the partition was revoked: leave it uncommitted
+            slot.started = True
+            await self._handle(rec, slot.outputs)
+            slot.done = True
+            self._advance(tp)
 
-    async def _handle(self, rec: Record[Any], tp: TopicPartition, slot: _Slot) -> None:
-        slot.started = True
+    async def _handle(self, rec: Record[Any], outputs: list[tuple[str, Record[Any]]]) -> None:
         replay_for = rec.headers.get(H_REPLAY_GROUP) if rec.headers else None
-        if replay_for is None or replay_for == self.group:
-            for spec in self._by_topic[rec.topic]:
-                await self._run_handler(spec, rec, slot)
-        else:
-            self.stats.skipped += 1
-        slot.done = True
-        self._advance(tp)
+        if replay_for is not None and replay_for != self.group:
+            self.stats.skipped += 1  # a replay meant for another group
+            return
+        for spec in self._by_topic[rec.topic]:
+            await self._run_handler(spec, rec, outputs)
 
-    async def _run_handler(self, spec: ConsumerSpec, rec: Record[Any], slot: _Slot) -> None:
-        ctx = Context(self.app, self.group, rec, transactional=self._transactional)
-        outcome, info = await deliver(
-            spec, rec, ctx, pool=self._pool, stopping=self._stopping, rand=self._rand
+    async def _run_handler(
+        self, spec: ConsumerSpec, rec: Record[Any], outputs: list[tuple[str, Record[Any]]]
+    ) -> None:
+        ctx = (
+            Context(self.app, self.group, rec, transactional=self._transactional)
+            if spec.wants_context
+            else None
         )
-        self.stats.count(outcome, info.attempts)
-        if outcome is Outcome.DONE:
-            slot.outputs.extend(ctx.outputs)
+        try:
+            await attempt(spec, rec, ctx, self._pool)
+        except Exception as exc:
+            outcome, info = await recover(
+                spec, rec, ctx, exc, pool=self._pool, stopping=self._stopping, rand=self._rand
+            )
+            self._settle(spec, rec, outputs, ctx, outcome, info)
+        else:
+            self.stats.handled += 1
+            if ctx is not None and ctx.outputs:
+                outputs.extend(ctx.outputs)
+
+    def _settle(
+        self,
+        spec: ConsumerSpec,
+        rec: Record[Any],
+        outputs: list[tuple[str, Record[Any]]],
+        ctx: Context | None,
+        outcome: Outcome,
+        info: FailureInfo,
+    ) -> None:
+        """Account for a record that needed the slow path (retries, skip, dead letter)."""
+        self.stats.count(outcome, info.attempts + (1 if outcome is Outcome.DONE else 0))
+        if outcome is Outcome.DONE and ctx is not None:
+            outputs.extend(ctx.outputs)
+        elif outcome is Outcome.DEAD and spec.dead_letter:
+            outputs.append(self._dead_letter(spec, rec, info))
         elif outcome is Outcome.DEAD:
-            if spec.dead_letter:
-                slot.outputs.append(self._dead_letter(spec, rec, info))
-            else:
-                self.stats.count(Outcome.DROPPED, 0)
-                log.error(
-                    "group %s: %s[%d]@%d failed %d time(s) and dead letters are off; "
-                    "passing over it: %r",
-                    self.group,
-                    rec.topic,
-                    rec.partition,
-                    rec.offset,
-                    info.attempts,
-                    info.error,
-                )
+            self.stats.count(Outcome.DROPPED, 0)
+            log.error(
+                "group %s: %s[%d]@%d failed %d time(s) and dead letters are off; "
+                "passing over it: %r",
+                self.group,
+                rec.topic,
+                rec.partition,
+                rec.offset,
+                info.attempts,
+                info.error,
+            )
 
     def _dead_letter(
         self, spec: ConsumerSpec, rec: Record[Any], info: FailureInfo
@@ -429,9 +473,7 @@ class GroupMember:
         if offsets:
             await self.broker.commit(self.group, self.member_id, offsets)
 
-    async def _drain(
-        self, queues: list[asyncio.Queue[Record[Any] | None]], tasks: list[asyncio.Task[None]]
-    ) -> None:
+    async def _drain(self, queues: list[_Queue], tasks: list[asyncio.Task[None]]) -> None:
         """Let running handlers finish (bounded); records not started stay uncommitted."""
         self._kick.set()
         for q in queues:

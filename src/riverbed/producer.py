@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from riverbed.errors import EncodeError, RecordTooLarge
@@ -97,16 +97,7 @@ class Producer:
             key = topic.key_func(event)
         key_bytes = to_key_bytes(key)
         value = topic.codec.encode(event)
-        size = len(value) + (len(key_bytes) if key_bytes else 0)
-        if size > self.max_record_bytes:
-            raise RecordTooLarge(
-                f"record for topic {topic.name!r} is {size} bytes, over the limit of "
-                f"{self.max_record_bytes}; raise App(max_record_bytes=...) or send a "
-                "reference to the data instead of the data"
-            )
-        part = self._partitioners.get(topic.name)
-        if part is None or part.partitions != topic.partitions:
-            part = self._partitioners[topic.name] = Partitioner(topic.partitions)
+        self._check_size(topic, value, key_bytes)
         return Record(
             self._ids.new(),
             type or topic.event_type,
@@ -115,8 +106,46 @@ class Producer:
             key_bytes,
             value,
             dict(headers) if headers else {},
-            partition=part(key_bytes),
+            partition=self._partitioner(topic)(key_bytes),
         )
+
+    def build_many(
+        self,
+        topic: Topic[Any],
+        events: Iterable[Any],
+        *,
+        key: Callable[[Any], str | bytes | None] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> list[Record[Any]]:
+        """`build` for a batch, with the per-topic lookups hoisted out of the loop."""
+        key = key or topic.key_func
+        encode, new_id, part = topic.codec.encode, self._ids.new, self._partitioner(topic)
+        etype, source, limit = topic.event_type, self._app.name, self.max_record_bytes
+        ts = time.time_ns() // 1_000_000
+        out: list[Record[Any]] = []
+        for event in events:
+            k = None if key is None else to_key_bytes(key(event))
+            v = encode(event)
+            if len(v) + (len(k) if k else 0) > limit:
+                self._check_size(topic, v, k)
+            hdrs = dict(headers) if headers else {}
+            out.append(Record(new_id(), etype, source, ts, k, v, hdrs, partition=part(k)))
+        return out
+
+    def _check_size(self, topic: Topic[Any], value: bytes, key: bytes | None) -> None:
+        size = len(value) + (len(key) if key else 0)
+        if size > self.max_record_bytes:
+            raise RecordTooLarge(
+                f"record for topic {topic.name!r} is {size} bytes, over the limit of "
+                f"{self.max_record_bytes}; raise App(max_record_bytes=...) or send a "
+                "reference to the data instead of the data"
+            )
+
+    def _partitioner(self, topic: Topic[Any]) -> Partitioner:
+        part = self._partitioners.get(topic.name)
+        if part is None or part.partitions != topic.partitions:
+            part = self._partitioners[topic.name] = Partitioner(topic.partitions)
+        return part
 
     def new_id(self) -> str:
         return self._ids.new()

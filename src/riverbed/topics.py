@@ -100,10 +100,7 @@ class Topic(Generic[T]):
         headers: Mapping[str, str] | None = None,
     ) -> list[Position]:
         """Append many events in one batch (one broker write); returns their positions."""
-        build = self.app.producer.build
-        records = [
-            build(self, e, key=None if key is None else key(e), headers=headers) for e in events
-        ]
+        records = self.app.producer.build_many(self, events, key=key, headers=headers)
         return await self.app.producer.send_many(self, records)
 
     def publish_sync(

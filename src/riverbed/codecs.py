@@ -9,6 +9,7 @@ otherwise. Nothing here ever decodes pickle.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any, Literal, Protocol
 
 import msgspec
@@ -75,6 +76,8 @@ class SchemaCodec:
             if isinstance(event, bytes | bytearray | memoryview):
                 return bytes(event)
             raise EncodeError(f"this topic takes bytes, got {type(event).__name__}")
+        if self.schema is dict and not isinstance(event, Mapping):
+            raise EncodeError(f"this topic takes dict, got {type(event).__name__}")
         if self._check_type is not None and not isinstance(event, self._check_type):
             raise EncodeError(
                 f"this topic takes {schema_name(self.schema)}, got {type(event).__name__}; "
@@ -89,10 +92,13 @@ class SchemaCodec:
             raise EncodeError(f"cannot encode {type(event).__name__}: {exc}") from exc
 
     def _encode_pydantic(self, event: Any) -> bytes:
-        if self.name == "json":
-            data: bytes = event.model_dump_json().encode()
-            return data
-        out: bytes = self._encoder.encode(event.model_dump(mode="json"))
+        try:
+            if self.name == "json":
+                data: bytes = event.model_dump_json().encode()
+                return data
+            out: bytes = self._encoder.encode(event.model_dump(mode="json"))
+        except (ValueError, TypeError) as exc:  # pydantic's serialization errors
+            raise EncodeError(f"cannot encode {type(event).__name__}: {exc}") from exc
         return out
 
     def decode(self, payload: bytes) -> Any:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import time as _time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Generic, TypeVar
 
 import msgspec
@@ -23,6 +23,7 @@ import msgspec
 __all__ = ["Event", "IdGenerator", "Record", "event_type_of"]
 
 T = TypeVar("T")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class _EventMeta(msgspec.StructMeta):
@@ -45,7 +46,7 @@ class _EventMeta(msgspec.StructMeta):
         return cls
 
 
-class Event(msgspec.Struct, metaclass=_EventMeta, kw_only=True):
+class Event(msgspec.Struct, metaclass=_EventMeta):
     """Base class of typed events; subclass it to declare a schema.
 
     The CloudEvents `type` defaults to the class name; set it with
@@ -90,7 +91,8 @@ class Record(msgspec.Struct, Generic[T], array_like=True, gc=False):
     @property
     def time(self) -> datetime:
         """The CloudEvents `time` attribute: event time as an aware UTC datetime."""
-        return datetime.fromtimestamp(self.timestamp / 1000, tz=UTC)
+        # Integer arithmetic: a float division loses microseconds for far-off dates.
+        return _EPOCH + timedelta(milliseconds=self.timestamp)
 
     @property
     def key_str(self) -> str | None:

@@ -56,7 +56,7 @@ class TopicSpec(msgspec.Struct, frozen=True):
     name: str
     partitions: int = 1
     retention_ms: int | None = None
-    """Delete records older than this (by append time); None keeps them forever."""
+    """Delete records older than this, by record timestamp (Kafka's CreateTime); None: never."""
     retention_bytes: int | None = None
     """Per partition: delete the oldest records while the partition is larger."""
     compact: bool = False

@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import msgspec
+
 from riverbed.brokers._groups import GroupState
 from riverbed.brokers.base import (
     Assignment,
@@ -42,7 +44,12 @@ class _Partition:
 
     def read(self, offset: int, limit: int) -> list[Record[Any]]:
         i = bisect.bisect_left(self.records, offset, key=lambda r: r.offset)
-        return self.records[i : i + limit]
+        return [_copy(r) for r in self.records[i : i + limit]]
+
+
+def _copy(r: Record[Any]) -> Record[Any]:
+    """An independent record (own headers, no decoded data), as a durable log returns."""
+    return msgspec.structs.replace(r, headers=dict(r.headers), data=None)
 
 
 class MemoryBroker:
@@ -119,7 +126,8 @@ class MemoryBroker:
         for r in records:
             log = self._logs[TopicPartition(topic, r.partition)]
             r.topic, r.offset = topic, log.end
-            log.records.append(r)
+            # Store a copy: the log must not change when the caller mutates its record.
+            log.records.append(_copy(r))
             log.end += 1
             offsets.append(r.offset)
         self._wake()
@@ -136,13 +144,20 @@ class MemoryBroker:
         out = self._read(positions, max_records)
         if out or timeout <= 0:
             return out
-        waiter = self._waiter()
-        try:
-            await asyncio.wait_for(waiter.wait(), timeout)
-        except TimeoutError:
-            return []
-        self._check_open()
-        return self._read(positions, max_records)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not out:
+            # Appends to other partitions wake us too: wait again for what is left.
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return []
+            try:
+                await asyncio.wait_for(self._waiter().wait(), remaining)
+            except TimeoutError:
+                return []
+            self._check_open()
+            out = self._read(positions, max_records)
+        return out
 
     def _read(self, positions: Mapping[TopicPartition, int], limit: int) -> list[Record[Any]]:
         out: list[Record[Any]] = []

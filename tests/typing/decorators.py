@@ -29,8 +29,7 @@ def handle_sync(record: Record[OrderPlaced]) -> int:
 
 
 def check(ctx: Context) -> None:
-    coro = handle(OrderPlaced(order_id="o", qty=1), ctx)
-    assert_type(coro, Coroutine[Any, Any, None])
+    coro = assert_type(handle(OrderPlaced(order_id="o", qty=1), ctx), Coroutine[Any, Any, None])
     coro.close()
 
 

@@ -13,10 +13,10 @@ import logging
 import os
 import re
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, Literal, TypeVar, overload
 
+from riverbed._threads import DaemonThreadPool
 from riverbed.brokers import broker_from_url
 from riverbed.brokers.base import Broker, TopicSpec
 from riverbed.codecs import CodecName, make_codec
@@ -79,10 +79,11 @@ class App:
         self._consumers: list[ConsumerSpec] = []
         self._broker: Broker | None = None
         self._connect_lock: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._members: list[GroupMember] = []
         self._runner: asyncio.Task[None] | None = None
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: DaemonThreadPool | None = None
 
     def __repr__(self) -> str:
         return f"App({self.name!r})"
@@ -204,10 +205,16 @@ class App:
 
         def register(func: F) -> F:
             is_async, wants_record, wants_ctx = ConsumerSpec.inspect_handler(func)
+            name = getattr(func, "__name__", None)
+            if group is None and name is None:
+                raise ConfigError(
+                    f"handler {func!r} has no __name__ to derive its group from; "
+                    "pass group=... to app.consumer"
+                )
             spec = ConsumerSpec(
                 func,
                 t,
-                group or f"{self.name}.{func.__name__}",
+                group or f"{self.name}.{name}",
                 concurrency,
                 retry or Retry(),
                 dead_letter,
@@ -247,8 +254,10 @@ class App:
         if self._broker is not None:
             self._check_loop()
             return self._broker
-        if self._connect_lock is None:
+        if self._connect_lock is None or self._lock_loop is not asyncio.get_running_loop():
+            # A lock belongs to one loop; the app may be reconnected from another.
             self._connect_lock = asyncio.Lock()
+            self._lock_loop = asyncio.get_running_loop()
         async with self._connect_lock:
             if self._broker is None:
                 broker = self._make_broker()
@@ -295,9 +304,8 @@ class App:
         if self._runner is not None:
             return
         broker = await self.connect()
-        self._pool = ThreadPoolExecutor(
-            max_workers=max([c.concurrency for c in self._consumers] + [4]),
-            thread_name_prefix=f"riverbed-{self.name}",
+        self._pool = DaemonThreadPool(
+            max([c.concurrency for c in self._consumers] + [4]), f"riverbed-{self.name}"
         )
         self._members = [
             GroupMember(self, group, specs, broker, self.consumer_options, self._pool)

@@ -87,13 +87,26 @@ class ConsumerSpec:
             raise TypeError(
                 f"handler {getattr(func, '__qualname__', func)!r} must take (event) or (event, ctx)"
             )
-        try:
-            hints = get_type_hints(func)
-        except Exception:
-            hints = {}
-        first = hints.get(params[0].name)
-        wants_record = first is Record or get_origin(first) is Record
-        return inspect.iscoroutinefunction(func), wants_record, len(params) == 2
+        return _is_async(func), _wants_record(func, params[0]), len(params) == 2
+
+
+def _is_async(func: Callable[..., Any]) -> bool:
+    if inspect.iscoroutinefunction(func):
+        return True
+    call = getattr(func, "__call__", None)  # noqa: B004 - objects with an async __call__
+    return inspect.iscoroutinefunction(call)
+
+
+def _wants_record(func: Callable[..., Any], first: inspect.Parameter) -> bool:
+    try:
+        hint = get_type_hints(func).get(first.name)
+    except Exception:
+        # A schema defined in a local scope cannot be resolved from a string annotation
+        # (`from __future__ import annotations`); the annotation's text still tells.
+        hint = first.annotation
+    if isinstance(hint, str):
+        return hint == "Record" or hint.startswith(("Record[", "riverbed.Record"))
+    return hint is Record or get_origin(hint) is Record
 
 
 @dataclass

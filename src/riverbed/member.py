@@ -393,7 +393,9 @@ class GroupMember:
         info: FailureInfo,
     ) -> None:
         """Account for a record that needed the slow path (retries, skip, dead letter)."""
-        self.stats.count(outcome, info.attempts + (1 if outcome is Outcome.DONE else 0))
+        # info.attempts counts failed tries; a try that succeeded or skipped counts too.
+        tries = info.attempts + (1 if outcome in (Outcome.DONE, Outcome.SKIPPED) else 0)
+        self.stats.count(outcome, tries)
         if outcome is Outcome.DONE and ctx is not None:
             outputs.extend(ctx.outputs)
         elif outcome is Outcome.DEAD and spec.dead_letter:

@@ -43,6 +43,7 @@ class _Batcher:
         self._topic = topic
         self._pending: list[tuple[list[Record[Any]], asyncio.Future[list[int]]]] = []
         self._lock = asyncio.Lock()
+        self.loop = asyncio.get_running_loop()
 
     async def send(self, records: list[Record[Any]]) -> list[int]:
         fut: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
@@ -165,7 +166,10 @@ class Producer:
         return await broker.append(topic, records)
 
     def _batcher(self, topic: str) -> _Batcher:
+        # One batcher per loop: its lock belongs to the loop that first waits on it, and
+        # an app may publish from its own loop and from the sync portal's.
+        loop = asyncio.get_running_loop()
         b = self._batchers.get(topic)
-        if b is None:
+        if b is None or b.loop is not loop:
             b = self._batchers[topic] = _Batcher(self, topic)
         return b

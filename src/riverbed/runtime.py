@@ -71,39 +71,70 @@ def run_app(app: App) -> None:
 
 
 def supervise(target: str, workers: int, *, extra_args: list[str] | None = None) -> int:
-    """Run `workers` child processes of `riverbed run target`; returns the exit code."""
+    """Run `workers` child processes of `riverbed run target`; returns the exit code.
+
+    A worker that dies is restarted with backoff. One that dies within
+    `_QUICK_DEATH` seconds of starting, `_MAX_QUICK_DEATHS` times in a row, is failing
+    at start-up (bad config, missing extra): the supervisor stops everything and exits 1
+    instead of restarting it forever.
+    """
     args = [sys.executable, "-m", "riverbed", "run", target, *(extra_args or [])]
-    procs: dict[int, subprocess.Popen[bytes]] = {}
-    stopping = False
-
-    def on_signal(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-        for p in procs.values():
-            with contextlib.suppress(ProcessLookupError):
-                p.send_signal(signum)
-
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    pool = _WorkerPool(args, workers)
+    old = {s: signal.signal(s, pool.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        for i in range(workers):
-            procs[i] = subprocess.Popen(args)
-        restarts = dict.fromkeys(procs, 0)
-        while procs:
-            for i, p in list(procs.items()):
-                code = p.poll()
-                if code is None:
-                    continue
-                if stopping or code == 0:
-                    del procs[i]
-                    continue
-                restarts[i] += 1
-                delay = min(10.0, 0.5 * 2 ** min(restarts[i], 5))
-                log.warning("worker %d exited with %d; restarting in %.1fs", i, code, delay)
-                time.sleep(delay)
-                if not stopping:
-                    procs[i] = subprocess.Popen(args)
-            time.sleep(0.1)
+        return pool.run()
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
-    return 0
+
+
+_QUICK_DEATH = 5.0
+_MAX_QUICK_DEATHS = 3
+
+
+class _WorkerPool:
+    def __init__(self, args: list[str], workers: int) -> None:
+        self.args = args
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        self.started: dict[int, float] = {}
+        self.quick_deaths = dict.fromkeys(range(workers), 0)
+        self.stopping = False
+        self.failed = False
+
+    def on_signal(self, signum: int, _frame: object) -> None:
+        self.stopping = True
+        for p in self.procs.values():
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(signum)
+
+    def spawn(self, i: int) -> None:
+        self.procs[i] = subprocess.Popen(self.args)
+        self.started[i] = time.monotonic()
+
+    def run(self) -> int:
+        for i in self.quick_deaths:
+            self.spawn(i)
+        while self.procs:
+            for i, p in list(self.procs.items()):
+                code = p.poll()
+                if code is not None:
+                    self.reap(i, code)
+            time.sleep(0.1)
+        return 1 if self.failed else 0
+
+    def reap(self, i: int, code: int) -> None:
+        del self.procs[i]
+        if self.stopping or code == 0:
+            return
+        lived = time.monotonic() - self.started[i]
+        self.quick_deaths[i] = self.quick_deaths[i] + 1 if lived < _QUICK_DEATH else 0
+        if self.quick_deaths[i] >= _MAX_QUICK_DEATHS:
+            log.error("worker %d keeps failing at start-up (exit %d); stopping", i, code)
+            self.failed = True
+            self.on_signal(signal.SIGTERM, None)
+            return
+        delay = min(10.0, 0.5 * 2 ** self.quick_deaths[i])
+        log.warning("worker %d exited with %d; restarting in %.1fs", i, code, delay)
+        time.sleep(delay)
+        if not self.stopping:
+            self.spawn(i)

@@ -1,0 +1,1 @@
+"""Example applications built on riverbed; each one is run by the test suite."""

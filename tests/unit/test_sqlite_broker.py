@@ -95,7 +95,13 @@ async def test_relative_and_absolute_paths_follow_sqlalchemy(
 
 @pytest.mark.parametrize(
     "url",
-    ["sqlite://host/app.db", "sqlite://", "sqlite:///:memory:", "sqlite:///a.db?bogus=1"],
+    [
+        "sqlite://host/app.db",
+        "sqlite://",
+        "sqlite:///:memory:",
+        "sqlite:///a.db?bogus=1",
+        "sqlite:///a.db?timeout=nan",
+    ],
 )
 def test_bad_urls_say_what_to_write(url: str) -> None:
     with pytest.raises(BrokerURLError, match="sqlite"):
@@ -423,3 +429,25 @@ def test_one_broker_serves_one_event_loop_after_another(db: Path) -> None:
 
     assert asyncio.run(first()) == []
     assert [r.value for r in asyncio.run(second())] == [b"later"]
+
+
+async def test_waiting_fetches_share_one_poller_and_hand_it_over(
+    broker: SqliteBroker, db: Path
+) -> None:
+    await broker.create_topic(TopicSpec("m", 3))
+    other = SqliteBroker(f"sqlite:///{db}")  # its appends reach us only through polling
+    try:
+        waiting = [
+            asyncio.create_task(broker.fetch({TopicPartition("m", p): 0}, timeout=10.0))
+            for p in range(3)
+        ]
+        await asyncio.sleep(0.1)
+        for p in range(3):  # whoever polled first finishes first: the others take over
+            started = time.monotonic()
+            await other.append("m", [rec(value=b"%d" % p, partition=p)])
+            got = await asyncio.wait_for(waiting[p], 5)
+            assert [r.value for r in got] == [b"%d" % p]
+            assert time.monotonic() - started < 0.2
+            assert not any(w.done() for w in waiting[p + 1 :])
+    finally:
+        await other.aclose()

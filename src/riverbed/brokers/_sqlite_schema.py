@@ -152,8 +152,8 @@ def _timeout(url: str, raw: str | None) -> float:
         value = float(raw)
     except ValueError:
         value = -1.0
-    if value < 0:
-        raise BrokerURLError(f"timeout in {url!r} must be a number of seconds >= 0")
+    if not 0 <= value <= 86_400:  # also refuses nan and inf
+        raise BrokerURLError(f"timeout in {url!r} must be a number of seconds, 0 to 86400")
     return value
 
 

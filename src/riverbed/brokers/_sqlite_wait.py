@@ -1,13 +1,19 @@
 """How a waiting `fetch` learns that the sqlite log changed.
 
-Two sources, checked together:
-- in this process, `ChangeSignal.notify()` is called by the broker right after each of
-  its own appends commits, waking waiters at once;
-- other processes cannot signal us, so the waiter polls `PRAGMA data_version` on the
+Two sources, combined in `ChangeWatch`:
+- in this process, the broker calls `notify()` right after each of its own appends
+  commits, waking every waiter at once;
+- other processes cannot signal us, so a waiter polls `PRAGMA data_version` on the
   read connection. The pragma compares the WAL-index header in shared memory: no disk
   read, about 5 microseconds (plus one hop to the reader thread). Polls start 1 ms
-  apart and double up to 20 ms, so a wake-up comes within ~1-20 ms of a commit while
+  apart and double up to 20 ms, so a wake-up comes within ~1-20 ms of a commit, and
   an idle consumer costs ~50 cheap polls a second, never a busy loop.
+
+Only one waiter of a broker polls at a time (the first to need it); the others sleep
+until it, or an append, calls `notify()`. Ten idle consumers therefore cost what one
+does. The version is a counter of the one read connection, so it only grows: a waiter
+whose last read saw an older version than the newest one seen has missed nothing but
+must read again.
 """
 
 from __future__ import annotations
@@ -15,33 +21,79 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-__all__ = ["ChangeSignal", "wait_for_change"]
+__all__ = ["ChangeWatch"]
 
 FIRST_POLL = 0.001
 MAX_POLL = 0.02
 
 
-class ChangeSignal:
-    """In-process notification of appends; `seq` counts them so that a waiter can tell
-    whether one happened since it last looked (no lost wake-ups).
+class ChangeWatch:
+    """Wake-ups for one broker's waiting fetches (used on its event loop only).
 
-    Each wait makes its own future on the running loop, so nothing here stays tied to
-    one event loop: a broker can be used by one loop after another (scripts, tests).
+    `seq` counts notifications: a waiter takes it before reading, so a change between
+    its read and its wait is never lost. Each wait makes its own future on the running
+    loop, so nothing stays tied to one event loop (scripts and tests run several).
     """
 
     def __init__(self) -> None:
         self.seq = 0
+        self._latest = -1
+        """The newest `data_version` any read or poll saw."""
         self._waiters: set[asyncio.Future[None]] = set()
+        self._polling = False
 
     def notify(self) -> None:
+        """Something was committed: wake every waiter."""
         self.seq += 1
+        self._wake_all()
+
+    def saw(self, version: int) -> None:
+        """Record the data version a read or poll observed; a newer one is a change."""
+        if version > self._latest:
+            changed = self._latest >= 0
+            self._latest = version
+            if changed:
+                self.notify()
+
+    async def wait(
+        self, seq: int, version: int, poll: Callable[[], Awaitable[int]], timeout: float
+    ) -> bool:
+        """Wait until the log may hold something new; False when `timeout` ran out.
+
+        `seq` and `version` are what the caller observed before its last read.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        delay = FIRST_POLL
+        polling = False
+        try:
+            while (remaining := deadline - loop.time()) > 0:
+                if self.seq != seq or version < self._latest:
+                    return True
+                if not self._polling:
+                    self._polling = polling = True
+                if not polling:  # another waiter polls; it notifies or hands over
+                    await self._sleep(seq, remaining)
+                    continue
+                await self._sleep(seq, min(delay, remaining))
+                if self.seq == seq:
+                    self.saw(await poll())
+                delay = min(delay * 2, MAX_POLL)
+            return self.seq != seq or version < self._latest
+        finally:
+            if polling:
+                # Hand over: the sleeping waiters wake, one of them takes up polling.
+                self._polling = False
+                self._wake_all()
+
+    def _wake_all(self) -> None:
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_result(None)
         self._waiters.clear()
 
-    async def wait(self, seq: int, timeout: float) -> None:
-        """Return when `seq` is stale (something was notified) or after `timeout`."""
+    async def _sleep(self, seq: int, timeout: float) -> None:
+        """Until `notify()` (if `seq` is still current) or `timeout` seconds."""
         if self.seq != seq:
             return
         waiter = asyncio.get_running_loop().create_future()
@@ -53,26 +105,3 @@ class ChangeSignal:
             pass
         finally:
             self._waiters.discard(waiter)
-
-
-async def wait_for_change(
-    signal: ChangeSignal,
-    seq: int,
-    version: int,
-    poll_version: Callable[[], Awaitable[int]],
-    timeout: float,
-) -> bool:
-    """Wait until the log may hold something new; False when `timeout` ran out first.
-
-    `seq` and `version` are the signal's count and the data version observed before
-    the caller's last read, so any commit after that read ends the wait.
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    delay = FIRST_POLL
-    while (remaining := deadline - loop.time()) > 0:
-        await signal.wait(seq, min(delay, remaining))
-        if signal.seq != seq or await poll_version() != version:
-            return True
-        delay = min(delay * 2, MAX_POLL)
-    return False

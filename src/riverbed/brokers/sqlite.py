@@ -25,13 +25,15 @@ Concurrency:
   write lock (waiting up to `timeout` seconds, default 5, for it); the reader serves
   fetches and descriptions from WAL snapshots and never waits for a writer. Blocking
   sqlite calls therefore never run on the event loop, and the cost of crossing to a
-  thread is paid per call, never per record.
+  thread is paid per call, never per record. Records are packed (msgpack-encoded) on
+  the event loop before the hand-over, so one append is encoded while the previous
+  one is inside sqlite, which releases the GIL.
 - Group operations load the group's state, apply one step of the state machine and
   store it inside one write transaction: every process sees one coordinator.
   `append_and_commit` appends and commits in one transaction: all or nothing.
-- A waiting `fetch` wakes on an in-process signal from our own appends, and on a
-  change of `PRAGMA data_version` (polled 1 ms apart, backing off to 20 ms) for
-  commits by other processes (`_sqlite_wait`).
+- A waiting `fetch` wakes on an in-process notification from our own appends, and on
+  a change of `PRAGMA data_version` for commits by other processes, polled by one
+  waiter at a time, 1 ms apart backing off to 20 ms (`_sqlite_wait`).
 
 Durability: `durability="process"` (synchronous=NORMAL) survives a crash of the
 process; `"fsync"` (synchronous=FULL, also `?durability=fsync` in the URL) survives a
@@ -52,7 +54,7 @@ from riverbed.brokers._sqlite_batch import Codec, pack
 from riverbed.brokers._sqlite_read import ReadStore
 from riverbed.brokers._sqlite_schema import Durability, parse_url, translate_error
 from riverbed.brokers._sqlite_store import WriteStore
-from riverbed.brokers._sqlite_wait import ChangeSignal, wait_for_change
+from riverbed.brokers._sqlite_wait import ChangeWatch
 from riverbed.brokers.base import (
     Assignment,
     Capabilities,
@@ -103,7 +105,7 @@ class SqliteBroker:
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="riverbed-sqlite-writer")
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="riverbed-sqlite-reader")
         self._codec = Codec()  # the event loop's own, for packing appends
-        self._signal = ChangeSignal()
+        self._watch = ChangeWatch()
         self._started = False
         self._closed = False
 
@@ -126,7 +128,7 @@ class SqliteBroker:
         if self._closed:
             return
         self._closed = True
-        self._signal.notify()  # waiting fetches wake up and raise ClosedError
+        self._watch.notify()  # waiting fetches wake up and raise ClosedError
         loop = asyncio.get_running_loop()
         try:
             # Queued behind any call still running on each thread, so nothing is cut
@@ -162,7 +164,7 @@ class SqliteBroker:
         chunks = pack(topic, records, self._codec)
         offsets = await self._write(self._writes.append, topic, records, chunks)
         if offsets:
-            self._signal.notify()
+            self._watch.notify()
         return offsets
 
     async def fetch(
@@ -177,12 +179,13 @@ class SqliteBroker:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            seq = self._signal.seq
+            seq = self._watch.seq
             version, out = await self._read(self._reads.fetch, positions, max_records)
+            self._watch.saw(version)
             remaining = deadline - loop.time()
             if out or remaining <= 0:
                 return out
-            if not await wait_for_change(self._signal, seq, version, self._poll, remaining):
+            if not await self._watch.wait(seq, version, self._poll, remaining):
                 return []
             self._check_open()
 
@@ -252,7 +255,7 @@ class SqliteBroker:
             self._writes.append_and_commit, packed, group, member_id, dict(offsets)
         )
         if any(result):
-            self._signal.notify()
+            self._watch.notify()
         return result
 
     # -- internals --------------------------------------------------------------------

@@ -135,7 +135,14 @@ async def attempt(
             await spec.func(arg, ctx)
         return
     args = (arg,) if ctx is None else (arg, ctx)
-    await asyncio.get_running_loop().run_in_executor(pool, lambda: spec.func(*args))
+    result = await asyncio.get_running_loop().run_in_executor(pool, lambda: spec.func(*args))
+    if inspect.isawaitable(result):
+        if inspect.iscoroutine(result):
+            result.close()
+        raise TypeError(
+            f"sync handler {spec.name} returned an awaitable that nobody would await; "
+            "declare it `async def`"
+        )
 
 
 async def recover(

@@ -55,6 +55,23 @@ class Context:
             return None
         return await self._app.producer.send(t, record)
 
+    def publish_sync(
+        self,
+        topic: Topic[Any] | str,
+        event: Any,
+        *,
+        key: str | bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Position | None:
+        """`publish` for sync handlers, which run in a worker thread."""
+        t = self._app.get_topic(topic) if isinstance(topic, str) else topic
+        record = self._app.producer.build(t, event, key=key, headers=headers)
+        if self._transactional:
+            # The loop awaits this handler's thread, so nothing else touches the list.
+            self.outputs.append((t.name, record))
+            return None
+        return self._app.portal.call(lambda: self._app.producer.send(t, record))
+
     def discard(self) -> None:
         """Forget held outputs (the attempt that made them failed)."""
         self.outputs.clear()

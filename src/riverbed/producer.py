@@ -35,6 +35,27 @@ def to_key_bytes(key: object) -> bytes | None:
     raise EncodeError(f"a key must be str, bytes or int, got {type(key).__name__}")
 
 
+def checked_headers(headers: Mapping[str, str] | None) -> tuple[dict[str, str], int]:
+    """A copy of `headers` and its size in bytes; refuses anything but str -> str.
+
+    Stored, a header of another type cannot be read back as a record (on the sqlite
+    log it makes its whole batch unreadable), so it is refused here, at the edge.
+    """
+    if not headers:
+        return {}, 0
+    out = dict(headers)
+    size = 0
+    for name, value in out.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise EncodeError(
+                f"header {name!r}: header names and values must be str, got "
+                f"{type(name).__name__} -> {type(value).__name__}; convert them with str()"
+            )
+        size += len(name.encode("utf-8", "surrogatepass"))
+        size += len(value.encode("utf-8", "surrogatepass"))
+    return out, size
+
+
 class _Batcher:
     """Group commit for one topic: whoever holds the lock appends everything queued."""
 
@@ -98,7 +119,8 @@ class Producer:
             key = topic.key_func(event)
         key_bytes = to_key_bytes(key)
         value = topic.codec.encode(event)
-        self._check_size(topic, value, key_bytes)
+        hdrs, headers_size = checked_headers(headers)
+        self._check_size(topic, value, key_bytes, headers_size)
         return Record(
             self._ids.new(),
             type or topic.event_type,
@@ -106,7 +128,7 @@ class Producer:
             time.time_ns() // 1_000_000,
             key_bytes,
             value,
-            dict(headers) if headers else {},
+            hdrs,
             partition=self._partitioner(topic)(key_bytes),
         )
 
@@ -123,18 +145,21 @@ class Producer:
         encode, new_id, part = topic.codec.encode, self._ids.new, self._partitioner(topic)
         etype, source, limit = topic.event_type, self._app.name, self.max_record_bytes
         ts = time.time_ns() // 1_000_000
+        checked, headers_size = checked_headers(headers)
         out: list[Record[Any]] = []
         for event in events:
             k = None if key is None else to_key_bytes(key(event))
             v = encode(event)
-            if len(v) + (len(k) if k else 0) > limit:
-                self._check_size(topic, v, k)
-            hdrs = dict(headers) if headers else {}
+            if len(v) + (len(k) if k else 0) + headers_size > limit:
+                self._check_size(topic, v, k, headers_size)
+            hdrs = dict(checked) if checked else {}
             out.append(Record(new_id(), etype, source, ts, k, v, hdrs, partition=part(k)))
         return out
 
-    def _check_size(self, topic: Topic[Any], value: bytes, key: bytes | None) -> None:
-        size = len(value) + (len(key) if key else 0)
+    def _check_size(
+        self, topic: Topic[Any], value: bytes, key: bytes | None, headers_size: int = 0
+    ) -> None:
+        size = len(value) + (len(key) if key else 0) + headers_size
         if size > self.max_record_bytes:
             raise RecordTooLarge(
                 f"record for topic {topic.name!r} is {size} bytes, over the limit of "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime
+from functools import partial
 
 import pytest
 
@@ -236,7 +237,7 @@ async def test_a_replay_for_one_group_is_skipped_by_the_others(backend: Backend)
         )
         await orders.publish(Order(id="after", qty=1))
         for group in ("billing", "shipping"):
-            await wait_for(lambda g=group: fully_committed(app.broker, g, "orders"), what=group)
+            await wait_for(partial(fully_committed, app.broker, group, "orders"), what=group)
     assert seen == {"billing": ["normal", "replayed", "after"], "shipping": ["normal", "after"]}
     assert stats(app, "shipping")["skipped"] == 1
     assert stats(app, "billing")["skipped"] == 0

@@ -4,6 +4,7 @@ crashes a worker or silently disappears."""
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 from typing import Any
 
 import pydantic
@@ -20,6 +21,7 @@ from riverbed import (
     Record,
     RecordTooLarge,
     Retry,
+    RiverbedError,
     SchemaError,
     TopicConflict,
     TopicSpec,
@@ -340,7 +342,7 @@ async def test_a_handler_failing_every_time_never_kills_the_worker(backend: Back
     async with app:
         await orders.publish_many([Order(id=f"bad{i}", qty=i) for i in range(10)])
         for group in ("g", "g-sync"):
-            await wait_for(lambda g=group: fully_committed(app.broker, g, "orders"), what=group)
+            await wait_for(partial(fully_committed, app.broker, group, "orders"), what=group)
         generation = {s.group: s.generation for s in app.statistics()}
         await orders.publish(Order(id="good", qty=1))
         await wait_for(lambda: handled == ["good"], what="the good record after the bad ones")
@@ -363,3 +365,56 @@ def test_a_handler_with_a_wrong_signature_is_refused_at_registration(arity: int)
     with pytest.raises(TypeError, match=r"\(event\) or \(event, ctx\)"):
         app.consumer(orders)(namespace["handler"])
     assert app.consumers == []
+
+
+# -- headers ------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param({"attempt": 1}, id="int-value"),
+        pytest.param({"trace": None}, id="none-value"),
+        pytest.param({7: "x"}, id="int-name"),
+        pytest.param({"raw": b"bytes"}, id="bytes-value"),
+    ],
+)
+async def test_headers_that_are_not_text_are_refused_at_the_edge(
+    backend: Backend, headers: dict[Any, Any]
+) -> None:
+    """Headers are str -> str (CloudEvents, W3C trace context). Anything else must be
+    refused by publish, naming the header: stored, it cannot be read back as a record
+    (and on a batch-per-row log it takes its neighbours with it)."""
+    app = backend.app()
+    topic = app.topic("things", bytes)
+    handled: list[bytes] = []
+
+    @app.consumer(topic, group="g")
+    async def on_thing(data: bytes) -> None:
+        handled.append(data)
+
+    name = repr(next(iter(headers)))
+    async with app:
+        for publish in (
+            lambda: topic.publish(b"x", headers=headers),
+            lambda: topic.publish_many([b"x", b"y"], headers=headers),
+            lambda: app.publish("things", b"x", headers=headers),
+        ):
+            with pytest.raises(TypeError) as info:
+                await publish()
+            assert isinstance(info.value, RiverbedError)
+            assert name in str(info.value)
+        assert await read_topic(app.broker, "things") == []
+        await topic.publish(b"fine", headers={"ok": "yes"})
+        await wait_for(lambda: handled == [b"fine"], what="the next good record")
+    [snap] = app.statistics()
+    assert snap.errors == 0
+
+
+async def test_headers_count_towards_the_record_size_limit(backend: Backend) -> None:
+    app = backend.app(max_record_bytes=1000)
+    topic = app.topic("small", bytes)
+    async with app:
+        with pytest.raises(RecordTooLarge, match="'small'"):
+            await topic.publish(b"x", headers={"blob": "x" * 5000})
+        with pytest.raises(RecordTooLarge):
+            await topic.publish_many([b"x"], headers={"blob": "x" * 5000})
+        assert await read_topic(app.broker, "small") == []

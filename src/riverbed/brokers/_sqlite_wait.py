@@ -9,6 +9,12 @@ Two sources, combined in `ChangeWatch`:
   apart and double up to 20 ms, so a wake-up comes within ~1-20 ms of a commit, and
   an idle consumer costs ~50 cheap polls a second, never a busy loop.
 
+Where Linux inotify exists, a `WalNudge` tells the polling waiter that another process
+wrote the WAL: it wakes everyone at once, and the backoff starts again at 1 ms (the
+commit may become visible a moment after its last write). With nudges, polls are only
+a safety net and back off to `MAX_POLL_NUDGED`, so an idle consumer costs almost
+nothing.
+
 Only one waiter of a broker polls at a time (the first to need it); the others sleep
 until it, or an append, calls `notify()`. Ten idle consumers therefore cost what one
 does. The version is a counter of the one read connection, so it only grows: a waiter
@@ -21,10 +27,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+from riverbed.brokers._sqlite_nudge import WalNudge
+
 __all__ = ["ChangeWatch"]
 
 FIRST_POLL = 0.001
 MAX_POLL = 0.02
+MAX_POLL_NUDGED = 0.1
 
 
 class ChangeWatch:
@@ -36,6 +45,8 @@ class ChangeWatch:
     """
 
     def __init__(self) -> None:
+        self.nudge: WalNudge | None = None
+        """Set by the broker once its database file is known (Linux only)."""
         self.seq = 0
         self._latest = -1
         """The newest `data_version` any read or poll saw."""
@@ -65,6 +76,7 @@ class ChangeWatch:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         delay = FIRST_POLL
+        cap = MAX_POLL if self.nudge is None else MAX_POLL_NUDGED
         polling = False
         try:
             while (remaining := deadline - loop.time()) > 0:
@@ -72,19 +84,33 @@ class ChangeWatch:
                     return True
                 if not self._polling:
                     self._polling = polling = True
+                    self._listen(loop)
                 if not polling:  # another waiter polls; it notifies or hands over
                     await self._sleep(seq, remaining)
                     continue
                 await self._sleep(seq, min(delay, remaining))
                 if self.seq == seq:
                     self.saw(await poll())
-                delay = min(delay * 2, MAX_POLL)
+                delay = min(delay * 2, cap)
             return self.seq != seq or version < self._latest
         finally:
             if polling:
                 # Hand over: the sleeping waiters wake, one of them takes up polling.
                 self._polling = False
+                self._unlisten(loop)
                 self._wake_all()
+
+    def _listen(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.nudge is not None and self.nudge.fd >= 0:
+            loop.add_reader(self.nudge.fd, self._on_nudge)
+
+    def _unlisten(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.nudge is not None and self.nudge.fd >= 0:
+            loop.remove_reader(self.nudge.fd)
+
+    def _on_nudge(self) -> None:
+        if self.nudge is not None and self.nudge.drain():
+            self.notify()
 
     def _wake_all(self) -> None:
         for waiter in self._waiters:

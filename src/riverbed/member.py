@@ -125,6 +125,9 @@ class GroupMember:
         self._current: TopicPartition | None = None
         self._progress = asyncio.Event()
         self._idle_waiters = 0
+        self._releasing: set[TopicPartition] = set()
+        self._tg: asyncio.TaskGroup | None = None
+        self._release_tasks: set[asyncio.Task[None]] = set()
         self._kick = asyncio.Event()
         self._commit_lock = asyncio.Lock()
 
@@ -174,6 +177,7 @@ class GroupMember:
         try:
             await self._apply(assignment)
             async with asyncio.TaskGroup() as tg:
+                self._tg = tg
                 side = [
                     tg.create_task(self._heartbeat_loop()),
                     tg.create_task(self._commit_loop()),
@@ -182,10 +186,11 @@ class GroupMember:
                 fetcher = tg.create_task(self._fetch_loop(queues))
                 await self._stopping.wait()
                 await self._drain(queues, [fetcher, *workers])
-                for task in side:
-                    task.cancel()
+                for task in [*side, *self._release_tasks]:
+                    task.cancel()  # leaving the group releases everything anyway
             await self._commit()
         finally:
+            self._tg = None
             if self._stopping.is_set():
                 with contextlib.suppress(Exception):
                     await self.broker.leave_group(self.group, self.member_id)
@@ -202,12 +207,23 @@ class GroupMember:
             self.stats.generation = a.generation
         for tp in set(self._positions) - a.assigned - a.revoking:
             self._forget(tp)  # lost without a revocation: only after a fence
-        new = [tp for tp in a.assigned if tp not in self._positions]
+        new = [tp for tp in a.assigned if tp not in self._positions and tp not in self._releasing]
         if new:
             await self._start_partitions(new)
-        revoke = [tp for tp in a.revoking if tp in self._positions or tp in self._slots]
-        if revoke or a.revoking:
-            await self._revoke(revoke, a.revoking)
+        revoke = [tp for tp in a.revoking if tp not in self._releasing]
+        if not revoke:
+            return
+        for tp in revoke:
+            self._positions.pop(tp, None)  # stop fetching them now
+        self._releasing.update(revoke)
+        if self._tg is None:
+            await self._release_when_idle(revoke)  # joining: nothing of ours is running
+        else:
+            # Wait for running handlers in a task of our own: heartbeats must go on
+            # meanwhile, however long a handler takes.
+            task = self._tg.create_task(self._release_when_idle(revoke))
+            self._release_tasks.add(task)
+            task.add_done_callback(self._release_tasks.discard)
 
     async def _start_partitions(self, tps: list[TopicPartition]) -> None:
         for topic in {tp.topic for tp in tps}:
@@ -224,14 +240,18 @@ class GroupMember:
                     self._slots[tp] = deque()
         self._kick.set()
 
-    async def _revoke(self, tps: list[TopicPartition], revoking: frozenset[TopicPartition]) -> None:
-        for tp in tps:
-            self._positions.pop(tp, None)
-        await self._wait_idle(tps, self.options.session_timeout / 2)
+    async def _release_when_idle(self, tps: list[TopicPartition]) -> None:
+        """Hand revoked partitions over once no handler of theirs runs, never before.
+
+        Releasing while a handler still runs would let the new owner start on the
+        same record: two members handling one partition at once.
+        """
+        await self._wait_idle(tps, None)
         await self._commit()
         for tp in tps:
             self._forget(tp)
-        await self.broker.release(self.group, self.member_id, list(revoking))
+        await self.broker.release(self.group, self.member_id, tps)
+        self._releasing.difference_update(tps)
         self.stats.rebalances += 1
 
     def _forget(self, tp: TopicPartition) -> None:
@@ -250,7 +270,7 @@ class GroupMember:
                     return True
         return False
 
-    async def _wait_idle(self, tps: Sequence[TopicPartition], timeout: float) -> bool:
+    async def _wait_idle(self, tps: Sequence[TopicPartition], timeout: float | None) -> bool:
         async def idle() -> None:
             while self._busy(tps):
                 self._progress.clear()
@@ -416,7 +436,7 @@ class GroupMember:
     async def _worker(self, queue: _Queue) -> None:
         while (item := await queue.get()) is not None:
             rec, tp, slot = item
-            if self._stopping.is_set() or tp not in self._slots:
+            if self._stopping.is_set() or tp not in self._positions:
                 continue  # stopping, or the partition was revoked: leave it uncommitted
             slot.started = True
             await self._handle(rec, slot.outputs)

@@ -70,16 +70,23 @@ def run_app(app: App) -> None:
     asyncio.run(_serve(app))
 
 
-def supervise(target: str, workers: int, *, extra_args: list[str] | None = None) -> int:
+def supervise(
+    target: str,
+    workers: int,
+    *,
+    extra_args: list[str] | None = None,
+    stop_grace: float = 30.0,
+) -> int:
     """Run `workers` child processes of `riverbed run target`; returns the exit code.
 
     A worker that dies is restarted with backoff. One that dies within
     `_QUICK_DEATH` seconds of starting, `_MAX_QUICK_DEATHS` times in a row, is failing
     at start-up (bad config, missing extra): the supervisor stops everything and exits 1
-    instead of restarting it forever.
+    instead of restarting it forever. After SIGTERM/SIGINT, workers still running
+    `stop_grace` seconds later are killed, and the exit code is 1.
     """
     args = [sys.executable, "-m", "riverbed", "run", target, *(extra_args or [])]
-    pool = _WorkerPool(args, workers)
+    pool = _WorkerPool(args, workers, stop_grace)
     old = {s: signal.signal(s, pool.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         return pool.run()
@@ -93,8 +100,11 @@ _MAX_QUICK_DEATHS = 3
 
 
 class _WorkerPool:
-    def __init__(self, args: list[str], workers: int) -> None:
+    def __init__(self, args: list[str], workers: int, stop_grace: float) -> None:
         self.args = args
+        self.stop_grace = stop_grace
+        self.stop_signal = signal.SIGTERM
+        self.stop_deadline = float("inf")
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self.started: dict[int, float] = {}
         self.quick_deaths = dict.fromkeys(range(workers), 0)
@@ -102,14 +112,20 @@ class _WorkerPool:
         self.failed = False
 
     def on_signal(self, signum: int, _frame: object) -> None:
+        if not self.stopping:
+            self.stop_signal = signal.Signals(signum)
+            self.stop_deadline = time.monotonic() + self.stop_grace
         self.stopping = True
         for p in self.procs.values():
             with contextlib.suppress(ProcessLookupError):
                 p.send_signal(signum)
 
     def spawn(self, i: int) -> None:
-        self.procs[i] = subprocess.Popen(self.args)
+        proc = subprocess.Popen(self.args)
+        self.procs[i] = proc
         self.started[i] = time.monotonic()
+        if self.stopping:  # the signal came while Popen ran: this worker missed it
+            proc.send_signal(self.stop_signal)
 
     def run(self) -> int:
         for i in self.quick_deaths:
@@ -119,12 +135,25 @@ class _WorkerPool:
                 code = p.poll()
                 if code is not None:
                     self.reap(i, code)
+            if time.monotonic() > self.stop_deadline:
+                for i, p in self.procs.items():
+                    log.error(
+                        "worker %d still runs %.0fs after the stop; killing it", i, self.stop_grace
+                    )
+                    p.kill()
+                self.failed = True
+                self.stop_deadline = float("inf")
             time.sleep(0.1)
         return 1 if self.failed else 0
 
     def reap(self, i: int, code: int) -> None:
         del self.procs[i]
-        if self.stopping or code == 0:
+        if self.stopping:
+            if code not in (0, -self.stop_signal):  # the worker's drain failed
+                log.error("worker %d exited with %d while stopping", i, code)
+                self.failed = True
+            return
+        if code == 0:
             return
         lived = time.monotonic() - self.started[i]
         self.quick_deaths[i] = self.quick_deaths[i] + 1 if lived < _QUICK_DEATH else 0

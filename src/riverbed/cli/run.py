@@ -62,6 +62,7 @@ def run_command(
     # A bad URL would make every worker die at start and be restarted forever: check
     # it here. Building a backend parses its URL; nothing is opened until start().
     broker_from_url(app.broker_url())
-    code = supervise(target, workers, extra_args=["--log-level", level])
+    grace = app.consumer_options.shutdown_timeout + 20
+    code = supervise(target, workers, extra_args=["--log-level", level], stop_grace=grace)
     if code:
         raise typer.Exit(code)

@@ -1,0 +1,1 @@
+"""Crash-safety tests: real consumer processes killed with SIGKILL and stopped with SIGTERM."""

@@ -1,0 +1,1 @@
+"""App modules and scripts that the crash tests run in subprocesses."""

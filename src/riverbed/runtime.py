@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -48,16 +49,16 @@ def load_app(target: str) -> App:
     return app
 
 
-async def _serve(app: App, ready: asyncio.Event | None = None) -> None:
+async def _serve(app: App, early_stop: threading.Event) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if early_stop.is_set():
+        stop.set()  # the signal came before the loop could take it
     try:
         async with app:
             log.info("app %s running on %s", app.name, app.broker.url)
-            if ready is not None:
-                ready.set()
             await stop.wait()
             log.info("app %s stopping: draining in-flight handlers", app.name)
     finally:
@@ -66,8 +67,20 @@ async def _serve(app: App, ready: asyncio.Event | None = None) -> None:
 
 
 def run_app(app: App) -> None:
-    """Run `app` in this process until SIGINT/SIGTERM; returns after a clean drain."""
-    asyncio.run(_serve(app))
+    """Run `app` in this process until SIGINT/SIGTERM; returns after a clean drain.
+
+    A signal that arrives while the loop is still starting is remembered, not fatal:
+    the app starts, then stops cleanly at once.
+    """
+    early_stop = threading.Event()
+    previous = {
+        s: signal.signal(s, lambda *_: early_stop.set()) for s in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        asyncio.run(_serve(app, early_stop))
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def supervise(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable, Mapping
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 from riverbed.errors import EncodeError, RecordTooLarge
@@ -142,10 +143,12 @@ class Producer:
     ) -> list[Record[Any]]:
         """`build` for a batch, with the per-topic lookups hoisted out of the loop."""
         key = key or topic.key_func
-        encode, new_id, part = topic.codec.encode, self._ids.new, self._partitioner(topic)
+        encode, part = topic.codec.encode, self._partitioner(topic)
         etype, source, limit = topic.event_type, self._app.name, self.max_record_bytes
         ts = time.time_ns() // 1_000_000
         checked, headers_size = checked_headers(headers)
+        events = events if isinstance(events, list | tuple) else list(events)
+        new_id = iter(self._ids.new_many(len(events))).__next__
         out: list[Record[Any]] = []
         for event in events:
             k = None if key is None else to_key_bytes(key(event))
@@ -184,7 +187,9 @@ class Producer:
         if not records:
             return []
         offsets = await self._batcher(topic.name).send(records)
-        return [Position(topic.name, r.partition, o) for r, o in zip(records, offsets, strict=True)]
+        # tuple.__new__ over zip builds the NamedTuples in C: no Python frame per record.
+        parts = [r.partition for r in records]
+        return list(map(tuple.__new__, repeat(Position), zip(repeat(topic.name), parts, offsets)))
 
     async def append(self, topic: str, records: list[Record[Any]]) -> list[int]:
         broker = await self._app.connect()

@@ -38,8 +38,8 @@ _PAGE_SIZE = 16384
 # checkpoint costs two fsyncs, which dominated the append time of large batches.
 _WAL_AUTOCHECKPOINT = 4000
 _JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
-_CACHE_KIB = 32 * 1024
-_MMAP_BYTES = 256 * 1024 * 1024
+_CACHE_KIB = 2 * 1024
+_MMAP_BYTES = 0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS topics (

@@ -9,15 +9,19 @@ read transaction; everything else stays in autocommit so no snapshot is held ope
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
 from riverbed.brokers import _sqlite_queries as q
 from riverbed.brokers._sqlite_batch import Codec
-from riverbed.brokers._sqlite_schema import SqliteConfig, connect_reader, transaction
+from riverbed.brokers._sqlite_schema import (
+    OwnedConnection,
+    SqliteConfig,
+    connect_reader,
+    transaction,
+)
 from riverbed.brokers.base import GroupInfo, TopicInfo, TopicPartition
-from riverbed.errors import ClosedError, UnknownTopic
+from riverbed.errors import UnknownTopic
 from riverbed.events import Record
 
 __all__ = ["ReadStore"]
@@ -25,32 +29,16 @@ __all__ = ["ReadStore"]
 _MAX_TAILS = 64
 
 
-class ReadStore:
+class ReadStore(OwnedConnection):
     """Synchronous reads; one instance per broker, used by one thread at a time."""
 
     def __init__(self, config: SqliteConfig) -> None:
-        self._config = config
-        self._conn: sqlite3.Connection | None = None
+        super().__init__(config, connect_reader, "reader")
         self._codec = Codec()
         # Partition row ids never change once created (topics are never deleted and
         # their partition count is fixed), so they are cached for the broker's life.
         self._pids: dict[TopicPartition, int] = {}
         self._tails = _Tails()
-
-    def open(self) -> None:
-        if self._conn is None:
-            self._conn = connect_reader(self._config)
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    @property
-    def conn(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise ClosedError("the sqlite log's reader is closed")
-        return self._conn
 
     def data_version(self) -> int:
         """Changes whenever another connection (any process) committed to the file."""

@@ -8,17 +8,24 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Literal, get_args
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import msgspec
 
-from riverbed.errors import BrokerError, BrokerUnavailable, BrokerURLError, ConfigError
+from riverbed.errors import (
+    BrokerError,
+    BrokerUnavailable,
+    BrokerURLError,
+    ClosedError,
+    ConfigError,
+)
 
 __all__ = [
     "Durability",
+    "OwnedConnection",
     "SqliteConfig",
     "connect_reader",
     "connect_writer",
@@ -240,3 +247,30 @@ def translate_error(exc: sqlite3.Error, path: str) -> BrokerError:
     if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
         return BrokerUnavailable(f"sqlite log {path!r} is locked, retry later: {exc}")
     return BrokerError(f"sqlite log {path!r} failed: {exc}")
+
+
+class OwnedConnection:
+    """One sqlite connection, opened and closed by the thread that uses it."""
+
+    def __init__(
+        self, config: SqliteConfig, connect: Callable[[SqliteConfig], sqlite3.Connection], role: str
+    ) -> None:
+        self._config = config
+        self._connect = connect
+        self._role = role
+        self._conn: sqlite3.Connection | None = None
+
+    def open(self) -> None:
+        if self._conn is None:
+            self._conn = self._connect(self._config)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise ClosedError(f"the sqlite log's {self._role} is closed")
+        return self._conn

@@ -9,7 +9,6 @@ read-modify-write safe without any lock of our own.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -17,9 +16,14 @@ from riverbed.brokers import _sqlite_queries as q
 from riverbed.brokers._groups import GroupState
 from riverbed.brokers._sqlite_batch import Chunk, Codec
 from riverbed.brokers._sqlite_maintain import maintain_partition
-from riverbed.brokers._sqlite_schema import SqliteConfig, connect_writer, transaction
+from riverbed.brokers._sqlite_schema import (
+    OwnedConnection,
+    SqliteConfig,
+    connect_writer,
+    transaction,
+)
 from riverbed.brokers.base import Assignment, TopicInfo, TopicPartition, TopicSpec
-from riverbed.errors import ClosedError, ConfigError, TopicConflict, UnknownTopic
+from riverbed.errors import ConfigError, TopicConflict, UnknownTopic
 from riverbed.events import Record
 
 __all__ = ["Packed", "WriteStore"]
@@ -29,30 +33,14 @@ Packed = tuple[str, Sequence[Record[Any]], list[Chunk]]
 """A topic, the records to append to it, and those records packed into rows."""
 
 
-class WriteStore:
+class WriteStore(OwnedConnection):
     """Synchronous writes; one instance per broker, used by one thread at a time."""
 
     def __init__(self, config: SqliteConfig) -> None:
-        self._config = config
-        self._conn: sqlite3.Connection | None = None
+        super().__init__(config, connect_writer, "writer")
         self._codec = Codec()
 
-    # -- lifecycle --------------------------------------------------------------------
-    def open(self) -> None:
-        if self._conn is None:
-            self._conn = connect_writer(self._config)
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    @property
-    def conn(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise ClosedError("the sqlite log's writer is closed")
-        return self._conn
-
+    # -- diagnostics ------------------------------------------------------------------
     def pragmas(self) -> dict[str, Any]:
         """The writer's effective settings, for diagnostics and tests."""
         names = ("journal_mode", "synchronous", "busy_timeout", "page_size", "wal_autocheckpoint")

@@ -83,7 +83,7 @@ class _Slot:
 _Queue = asyncio.Queue[tuple[Record[Any], TopicPartition, _Slot] | None]
 
 
-def member_id_for(group: str) -> str:
+def new_member_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(4).hex()}"
 
 
@@ -103,7 +103,7 @@ class GroupMember:
         self.group = group
         self.broker = broker
         self.options = options
-        self.member_id = member_id_for(group)
+        self.member_id = new_member_id()
         self.stats = ConsumerStats(group)
         self._pool = pool
         self._by_topic: dict[str, list[ConsumerSpec]] = defaultdict(list)
@@ -481,15 +481,16 @@ class GroupMember:
         info: FailureInfo,
     ) -> None:
         """Account for a record that needed the slow path (retries, skip, dead letter)."""
+        if outcome is Outcome.DEAD and not spec.dead_letter:
+            outcome = Outcome.DROPPED
         # info.attempts counts failed tries; a try that succeeded or skipped counts too.
         tries = info.attempts + (1 if outcome in (Outcome.DONE, Outcome.SKIPPED) else 0)
         self.stats.count(outcome, tries)
         if outcome is Outcome.DONE and ctx is not None:
             outputs.extend(ctx.outputs)
-        elif outcome is Outcome.DEAD and spec.dead_letter:
-            outputs.append(self._dead_letter(spec, rec, info))
         elif outcome is Outcome.DEAD:
-            self.stats.count(Outcome.DROPPED, 0)
+            outputs.append(self._dead_letter(spec, rec, info))
+        elif outcome is Outcome.DROPPED:
             log.error(
                 "group %s: %s[%d]@%d failed %d time(s) and dead letters are off; "
                 "passing over it: %r",

@@ -176,9 +176,6 @@ class Producer:
             part = self._partitioners[topic.name] = Partitioner(topic.partitions)
         return part
 
-    def new_id(self) -> str:
-        return self._ids.new()
-
     async def send(self, topic: Topic[Any], record: Record[Any]) -> Position:
         offsets = await self._batcher(topic.name).send([record])
         return Position(topic.name, record.partition, offsets[0])

@@ -50,7 +50,6 @@ class ConsumerStats:
         elif outcome is Outcome.DEAD:
             self.dead_lettered += 1
         elif outcome is Outcome.DROPPED:
-            self.dead_lettered -= 1
             self.dropped += 1
 
     def snapshot(self) -> ConsumerStatsSnapshot:

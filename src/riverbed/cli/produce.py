@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import sys
-import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -12,75 +11,55 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import msgspec
 import typer
 
+from riverbed.app import App
 from riverbed.cli._common import AppOpt, BrokerOpt, Target, fail, run, stderr
+from riverbed.codecs import make_codec
 from riverbed.errors import DecodeError, EncodeError, RecordTooLarge, SchemaError, UnknownTopic
-from riverbed.events import IdGenerator, Record
-from riverbed.partitioner import Partitioner
-from riverbed.producer import to_key_bytes
+from riverbed.events import Record
+from riverbed.topics import Topic
 
 if TYPE_CHECKING:
     from riverbed.brokers.base import Broker, TopicInfo
-    from riverbed.topics import Topic
 
 __all__ = ["produce_command"]
 
 BATCH = 1000
 SOURCE = "riverbed-cli"
-DEFAULT_MAX_RECORD_BYTES = 1 << 20
 
 
 class _Builder:
-    """Turns parsed JSON into records for one topic, validating with its schema if any."""
+    """Turns parsed JSON into records for one topic through the app producer's `build`.
+
+    With a declared schema the JSON is validated into an event first; otherwise (or for
+    a bytes topic) the JSON text itself is the payload. The broker's partition count is
+    used, so keys land where the running app would put them.
+    """
 
     def __init__(
         self,
-        topic: str,
-        partitions: int,
+        info: TopicInfo,
         declared: Topic[Any] | None,
         key: str | None,
         key_field: str | None,
     ) -> None:
-        self.topic = topic
-        self.partitioner = Partitioner(partitions)
-        self.ids = IdGenerator()
-        # A declared bytes topic takes the JSON text as is, like an undeclared one.
-        self.declared = None if declared is None or declared.schema is bytes else declared
-        self.type = declared.event_type if declared is not None else topic
-        self.source = declared.app.name if declared is not None else SOURCE
-        self.max_bytes = (
-            declared.app.producer.max_record_bytes
-            if declared is not None
-            else DEFAULT_MAX_RECORD_BYTES
-        )
+        self.encoder = msgspec.json.Encoder()
+        self.parse: Callable[[Any], Any]
+        self.topic: Topic[Any]
+        if declared is not None and declared.schema is not bytes:
+            self.topic = Topic(declared.app, info.spec, declared.codec, declared.key_func)
+            self.parse = declared.codec.from_builtins
+        else:
+            app = declared.app if declared is not None else App(SOURCE, broker="memory://")
+            self.topic = Topic(app, info.spec, make_codec(bytes))
+            self.parse = self.encoder.encode
         self.key = key
         self.key_field = key_field
-        self.encoder = msgspec.json.Encoder()
 
     def build(self, obj: Any) -> Record[Any]:
         key: Any = self.key
         if key is None and self.key_field is not None:
             key = self._field_key(obj)
-        if self.declared is None:
-            value = self.encoder.encode(obj)
-        else:
-            event = self.declared.codec.from_builtins(obj)
-            if key is None and self.declared.key_func is not None:
-                key = self.declared.key_func(event)
-            value = self.declared.codec.encode(event)
-        key_bytes = to_key_bytes(key)
-        size = len(value) + len(key_bytes or b"")
-        if size > self.max_bytes:
-            raise RecordTooLarge(f"record is {size} bytes, over the limit of {self.max_bytes}")
-        return Record(
-            self.ids.new(),
-            self.type,
-            self.source,
-            time.time_ns() // 1_000_000,
-            key_bytes,
-            value,
-            {},
-            partition=self.partitioner(key_bytes),
-        )
+        return self.topic.app.producer.build(self.topic, self.parse(obj), key=key)
 
     def _field_key(self, obj: Any) -> Any:
         if not isinstance(obj, dict) or self.key_field not in obj:
@@ -216,7 +195,7 @@ def produce_command(
     async def go() -> int:
         async with target.open() as b:
             info = await _describe_or_create(b, topic, declared)
-            builder = _Builder(topic, info.spec.partitions, declared, key, key_field)
+            builder = _Builder(info, declared, key, key_field)
             if payload is not None:
                 lines: Iterable[tuple[int, str]] = [(1, payload)]
             else:

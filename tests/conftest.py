@@ -10,7 +10,7 @@ import asyncio
 import inspect
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,8 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
+
+from tests import servers  # noqa: E402 - needs the root on sys.path
 
 Predicate = Callable[[], "bool | Awaitable[bool]"]
 WaitUntil = Callable[..., Awaitable[None]]
@@ -53,3 +55,31 @@ def wait_until() -> WaitUntil:
 @pytest.fixture
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+# -- real servers for the backend tests (see tests/servers.py) ---------------------------
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """The machine's Redis on 127.0.0.1:6379, else a redis-server started for this run."""
+    if servers.reachable("127.0.0.1", 6379):
+        yield "redis://127.0.0.1:6379/0"
+        return
+    with servers.running(servers.redis_process) as server:
+        yield f"redis://127.0.0.1:{server.port}/0"
+
+
+@pytest.fixture(scope="session")
+def nats_url() -> Iterator[str]:
+    """The machine's NATS (JetStream) on 127.0.0.1:4222, else a nats-server started here."""
+    if servers.reachable("127.0.0.1", 4222):
+        yield "nats://127.0.0.1:4222"
+        return
+    with servers.running(servers.nats_process) as server:
+        yield f"nats://127.0.0.1:{server.port}"
+
+
+@pytest.fixture(scope="session")
+def kafka_url() -> Iterator[str]:
+    """A Kafka-wire broker (Tansu) started for this test run on an ephemeral port."""
+    with servers.running(servers.kafka_process) as server:
+        yield f"kafka://127.0.0.1:{server.port}"

@@ -5,8 +5,10 @@ this protocol and passes the conformance suite in `riverbed.testing`. Core code 
 reaches a backend any other way.
 
 Vocabulary, as in Kafka:
-- a topic has `partitions`; each partition is an ordered log of `Record`s with dense,
-  increasing offsets starting at 0;
+- a topic has `partitions`; each partition is an ordered log of `Record`s with
+  increasing offsets (dense from 0 where `capabilities.dense_offsets`; a backend that
+  maps a native position, such as a Redis entry id, to the offset may leave gaps, so
+  core code only ever continues at `record.offset + 1`);
 - `start_offset` is the first offset still stored (retention and compaction move it),
   `end_offset` is the offset the next appended record will get;
 - a consumer group splits the partitions of its topics among its live members; each
@@ -125,6 +127,12 @@ class Capabilities(msgspec.Struct, frozen=True):
     fetch_by_time: bool = True
     multi_process: bool = False
     """Several processes can share the log (and a consumer group) on one machine."""
+    multi_machine: bool = False
+    """Processes on several machines can share the log and a consumer group."""
+    dense_offsets: bool = True
+    """Offsets are consecutive (0, 1, 2, ...). When False they only increase: the backend
+    maps a native position (a Redis entry id, a JetStream stream sequence) to the offset,
+    and `end_offset` is a bound the next record's offset will reach or pass."""
 
 
 @runtime_checkable

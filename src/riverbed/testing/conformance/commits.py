@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import pytest
@@ -11,10 +10,10 @@ from riverbed.brokers.base import Broker, TopicPartition
 from riverbed.errors import ConfigError, FencedError, UnknownTopic
 from riverbed.testing.conformance._base import (
     ConformanceBase,
+    all_partitions,
     make_record,
     now_ms,
     offsets_of,
-    settle,
     unique_name,
 )
 
@@ -76,10 +75,10 @@ class CommitCases(ConformanceBase):
         topic = await self.new_topic(broker)
         group = unique_name("g")
         tp = TopicPartition(topic, 0)
-        await broker.join_group(group, "a", [topic], session_timeout=0.3)
+        await broker.join_group(group, "a", [topic], session_timeout=self.short_session)
         with pytest.raises(ConfigError):
             await broker.set_offsets(group, {tp: 1})
-        await asyncio.sleep(0.5)
+        await self.wait_expired()
         await broker.set_offsets(group, {tp: 1})
         assert await broker.committed(group, topic) == {0: 1}
 
@@ -105,7 +104,7 @@ class CommitCases(ConformanceBase):
         before = now_ms()
         await broker.join_group(group, "a", [topic], client="svc-a")
         await peer.join_group(group, "b", [topic], client="svc-b")
-        final = await settle(group, [(broker, "a"), (peer, "b")])
+        final = await self.settle(group, [(broker, "a"), (peer, "b")], all_partitions(topic, 3))
         a_tp = sorted(final["a"].assigned)[0]
         await broker.commit(group, "a", {a_tp: 11})
         for handle in (broker, peer):
@@ -130,15 +129,18 @@ class CommitCases(ConformanceBase):
         topic = await self.new_topic(broker)
         tp = TopicPartition(topic, 0)
         group = unique_name("g")
-        await broker.append(topic, [make_record(value=str(i).encode()) for i in range(10)])
+        offsets = await broker.append(
+            topic, [make_record(value=str(i).encode()) for i in range(10)]
+        )
         await broker.join_group(group, "first", [topic])
         consumed = await broker.fetch({tp: 0}, max_records=4)
+        assert offsets_of(consumed) == offsets[:4]
         await broker.commit(group, "first", {tp: consumed[-1].offset + 1})
         await broker.leave_group(group, "first")
 
         await peer.join_group(group, "second", [topic])
         position = (await peer.committed(group, topic))[0]
-        assert position == 4
+        assert position == offsets[3] + 1
         rest = await peer.fetch({tp: position})
         assert [r.value for r in rest] == [str(i).encode() for i in range(4, 10)]
 
@@ -148,18 +150,20 @@ class CommitCases(ConformanceBase):
         tp = TopicPartition(topic, 0)
         group = unique_name("g")
         base = now_ms() - 60_000
-        await broker.append(topic, [make_record(timestamp=base + i * 1000) for i in range(10)])
+        offsets = await broker.append(
+            topic, [make_record(timestamp=base + i * 1000) for i in range(10)]
+        )
         await broker.join_group(group, "m", [topic])
-        await broker.commit(group, "m", {tp: 10})
+        await broker.commit(group, "m", {tp: offsets[-1] + 1})
         await broker.leave_group(group, "m")
 
         rewind_to = await peer.offset_for_time(tp, base + 6500)
-        assert rewind_to == 7
+        assert rewind_to == offsets[7]
         await peer.set_offsets(group, {tp: rewind_to})
         await broker.join_group(group, "m2", [topic])
         position = (await broker.committed(group, topic))[0]
         replayed = await broker.fetch({tp: position})
-        assert offsets_of(replayed) == [7, 8, 9]
+        assert offsets_of(replayed) == offsets[7:]
         assert [r.timestamp for r in replayed] == [base + i * 1000 for i in (7, 8, 9)]
         await broker.leave_group(group, "m2")
         await broker.set_offsets(group, {tp: 0})

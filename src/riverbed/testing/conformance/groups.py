@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from riverbed.brokers.base import Broker, TopicPartition
@@ -13,7 +11,6 @@ from riverbed.testing.conformance._base import (
     all_partitions,
     assert_exclusive,
     owned,
-    settle,
     unique_name,
 )
 
@@ -38,11 +35,12 @@ class GroupCases(ConformanceBase):
         group = unique_name("g")
         await broker.join_group(group, "a", [topic])
         await broker.join_group(group, "b", [topic])
-        before = await settle(group, [(broker, "a"), (broker, "b")])
+        everything = all_partitions(topic, 4)
+        before = await self.settle(group, [(broker, "a"), (broker, "b")], everything)
         a = await broker.join_group(group, "a", [topic])
         assert a.assigned == before["a"].assigned
         assert a.revoking == _NONE
-        after = await settle(group, [(broker, "a"), (broker, "b")])
+        after = await self.settle(group, [(broker, "a"), (broker, "b")], everything)
         assert {m: x.assigned for m, x in after.items()} == {
             m: x.assigned for m, x in before.items()
         }
@@ -59,7 +57,7 @@ class GroupCases(ConformanceBase):
         b = await peer.join_group(group, "b", [topic], client="client-b")
         assert b.generation > a.generation
         assert owned(b) == _NONE, "the new member got partitions before their owner released"
-        a2 = await broker.heartbeat(group, "a")
+        a2 = await self.heartbeat_until(broker, group, "a", lambda x: bool(x.revoking))
         assert a2.generation == b.generation
         assert owned(a2) == everything, "the old owner must keep everything until it releases"
         assert len(a2.revoking) == 2
@@ -69,8 +67,8 @@ class GroupCases(ConformanceBase):
         # Still the owner while revoking: may commit, then releases.
         await broker.commit(group, "a", dict.fromkeys(a2.revoking, 1))
         await broker.release(group, "a", sorted(a2.revoking))
-        b2 = await peer.heartbeat(group, "b")
-        a3 = await broker.heartbeat(group, "a")
+        b2 = await self.heartbeat_until(peer, group, "b", lambda x: bool(x.assigned))
+        a3 = await self.heartbeat_until(broker, group, "a", lambda x: not x.revoking)
         assert b2.assigned == a2.revoking
         assert a3.assigned == a2.assigned
         assert a3.revoking == _NONE
@@ -93,8 +91,8 @@ class GroupCases(ConformanceBase):
         members = [(broker, "a"), (peer, "b"), (broker, "c")]
         for handle, mid in members:
             await handle.join_group(group, mid, [t1, t2])
-            await settle(group, [m for m in members if m[1] <= mid])
-        final = await settle(group, members)
+            await self.settle(group, [m for m in members if m[1] <= mid], everything)
+        final = await self.settle(group, members, everything)
         assert _NONE.union(*(a.assigned for a in final.values())) == everything
         for topic, n in ((t1, 5), (t2, 2)):
             counts = sorted(sum(tp.topic == topic for tp in a.assigned) for a in final.values())
@@ -102,7 +100,7 @@ class GroupCases(ConformanceBase):
             assert counts[-1] <= -(-n // 3), f"{topic}: unbalanced {counts}"
 
         await broker.leave_group(group, "c")
-        rest = await settle(group, members[:2])
+        rest = await self.settle(group, members[:2], everything)
         assert _NONE.union(*(a.assigned for a in rest.values())) == everything
 
     async def test_members_with_different_topics(self, broker: Broker, peer: Broker) -> None:
@@ -110,7 +108,8 @@ class GroupCases(ConformanceBase):
         group = unique_name("g")
         await broker.join_group(group, "a", [t1])
         await peer.join_group(group, "b", [t1, t2])
-        final = await settle(group, [(broker, "a"), (peer, "b")])
+        everything = all_partitions(t1, 2) | all_partitions(t2, 3)
+        final = await self.settle(group, [(broker, "a"), (peer, "b")], everything)
         assert all(tp.topic == t1 for tp in final["a"].assigned)
         assert len(final["a"].assigned) == 1
         assert final["b"].assigned == all_partitions(t2, 3) | (
@@ -124,11 +123,12 @@ class GroupCases(ConformanceBase):
         group = unique_name("g")
         await broker.join_group(group, "a", [topic])
         await peer.join_group(group, "b", [topic])
-        settled = await settle(group, [(broker, "a"), (peer, "b")])
+        everything = all_partitions(topic, 4)
+        settled = await self.settle(group, [(broker, "a"), (peer, "b")], everything)
         await peer.leave_group(group, "b")
         await peer.leave_group(group, "b")  # idempotent
         await peer.leave_group(unique_name("never-existed"), "b")
-        a = await broker.heartbeat(group, "a")
+        a = await self.heartbeat_until(broker, group, "a", lambda x: len(x.assigned) == 4)
         assert a.assigned == all_partitions(topic, 4)
         assert a.revoking == _NONE
         assert a.generation > settled["a"].generation
@@ -143,9 +143,10 @@ class GroupCases(ConformanceBase):
         group = unique_name("g")
         await broker.join_group(group, "a", [topic])
         await broker.join_group(group, "b", [topic])
-        assert len((await broker.heartbeat(group, "a")).revoking) == 2
+        revoking = await self.heartbeat_until(broker, group, "a", lambda x: bool(x.revoking))
+        assert len(revoking.revoking) == 2
         await broker.leave_group(group, "b")
-        a = await broker.heartbeat(group, "a")
+        a = await self.heartbeat_until(broker, group, "a", lambda x: not x.revoking)
         assert a.assigned == all_partitions(topic, 4)
         assert a.revoking == _NONE
 
@@ -173,11 +174,11 @@ class GroupCases(ConformanceBase):
     ) -> None:
         topic = await self.new_topic(broker, 4)
         group = unique_name("g")
-        a = await broker.join_group(group, "a", [topic], session_timeout=0.5)
+        a = await broker.join_group(group, "a", [topic], session_timeout=self.short_session)
         await peer.join_group(group, "b", [topic], session_timeout=30.0)
         assert owned(await peer.heartbeat(group, "b")) == _NONE
-        await asyncio.sleep(0.8)  # "a" stops heartbeating and never releases
-        b = await peer.heartbeat(group, "b")
+        await self.wait_expired()  # "a" stops heartbeating and never releases
+        b = await self.heartbeat_until(peer, group, "b", lambda x: len(x.assigned) == 4)
         assert b.assigned == all_partitions(topic, 4)
         assert b.generation > a.generation
         with pytest.raises(FencedError):
@@ -190,8 +191,8 @@ class GroupCases(ConformanceBase):
     async def test_dead_member_is_expired_by_maintain(self, broker: Broker, peer: Broker) -> None:
         topic = await self.new_topic(broker, 3)
         group = unique_name("g")
-        await broker.join_group(group, "a", [topic], session_timeout=0.3)
-        await asyncio.sleep(0.5)
+        await broker.join_group(group, "a", [topic], session_timeout=self.short_session)
+        await self.wait_expired()
         await peer.maintain()
         assert (await broker.describe_group(group)).members == []
         b = await peer.join_group(group, "b", [topic])

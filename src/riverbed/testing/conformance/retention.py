@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from riverbed.brokers.base import Broker, TopicPartition, TopicSpec
-from riverbed.testing.conformance._base import ConformanceBase, make_record, now_ms, offsets_of
+from riverbed.testing.conformance._base import (
+    ConformanceBase,
+    assert_partition_ends,
+    make_record,
+    now_ms,
+    offsets_of,
+    stored_offsets,
+)
 
 
 class RetentionCases(ConformanceBase):
@@ -14,44 +21,60 @@ class RetentionCases(ConformanceBase):
         topic = await self.new_topic(broker, 2)
         tp = TopicPartition(topic, 0)
         old = now_ms() - 3_600_000
-        await broker.append(topic, [make_record(0, timestamp=old + i) for i in range(3)])
-        await broker.append(topic, [make_record(1, timestamp=old)])
-        await broker.append(topic, [make_record(0, value=b"new"), make_record(0, value=b"new")])
+        olds = await broker.append(topic, [make_record(0, timestamp=old + i) for i in range(3)])
+        old1 = await broker.append(topic, [make_record(1, timestamp=old)])
+        news = await broker.append(
+            topic, [make_record(0, value=b"new"), make_record(0, value=b"new")]
+        )
         await broker.maintain()
-        assert (await broker.describe_topic(topic)).partitions[0].start_offset == 0, (
+        assert (await broker.describe_topic(topic)).partitions[0].start_offset <= olds[0], (
             "records were deleted from a topic without retention"
         )
+        await assert_partition_ends(broker, topic, {0: olds + news, 1: old1})
 
         await broker.create_topic(TopicSpec(topic, 2, retention_ms=60_000))
         await broker.maintain()
         info = await broker.describe_topic(topic)
-        assert [(p.start_offset, p.end_offset) for p in info.partitions] == [(3, 5), (1, 1)]
+        p0, p1 = info.partitions
+        assert olds[-1] < p0.start_offset <= news[0], f"partition 0 starts at {p0.start_offset}"
+        assert p1.start_offset == p1.end_offset > old1[0], "partition 1 kept an expired record"
+        if self.dense(broker):
+            assert [(p.start_offset, p.end_offset) for p in info.partitions] == [(3, 5), (1, 1)]
         got = await broker.fetch({tp: 0})  # below the start: reads from the start
-        assert offsets_of(got) == [3, 4]
+        assert offsets_of(got) == news
         assert [r.value for r in got] == [b"new", b"new"]
         assert await broker.fetch({TopicPartition(topic, 1): 0}) == []
         if broker.capabilities.fetch_by_time:
-            assert await broker.offset_for_time(tp, 0) == 3
-        assert await broker.append(topic, [make_record(0), make_record(1)]) == [5, 1]
+            assert await broker.offset_for_time(tp, 0) == news[0]
+        later = await broker.append(topic, [make_record(0), make_record(1)])
+        assert later[0] > news[-1]
+        assert later[1] > old1[0]
+        if self.dense(broker):
+            assert later == [5, 1]
 
     async def test_retention_by_size(self, broker: Broker) -> None:
         self.require(broker, "retention")
         topic = await self.new_topic(broker, 2, retention_bytes=1000)
         values = [bytes([i]) * 100 for i in range(20)]
+        in0: list[int] = []
         for v in values:  # one batch each, so a whole-batch deleter can act too
-            await broker.append(topic, [make_record(0, value=v)])
+            in0 += await broker.append(topic, [make_record(0, value=v)])
+        in1: list[int] = []
         for i in range(3):
-            await broker.append(topic, [make_record(1, value=values[i])])
+            in1 += await broker.append(topic, [make_record(1, value=values[i])])
         await broker.maintain()
-        info = await broker.describe_topic(topic)
-        p0, p1 = info.partitions
-        assert p0.end_offset == 20
-        kept = p0.end_offset - p0.start_offset
-        assert 1 <= kept <= 10, f"kept {kept} records of 100 bytes under a 1000-byte limit"
+        p0, p1 = (await broker.describe_topic(topic)).partitions
+        kept = await stored_offsets(broker, TopicPartition(topic, 0))
+        assert 1 <= len(kept) <= 10, f"kept {len(kept)} records of 100 bytes under 1000 bytes"
+        assert kept == in0[-len(kept) :], "retention kept other than the newest records"
+        assert p0.start_offset == kept[0]
+        assert p0.end_offset > in0[-1]
         got = await broker.fetch({TopicPartition(topic, 0): 0})
-        assert offsets_of(got) == list(range(p0.start_offset, 20))
-        assert [r.value for r in got] == values[p0.start_offset :]
-        assert (p1.start_offset, p1.end_offset) == (0, 3), "a partition under the limit lost data"
+        assert [r.value for r in got] == values[-len(kept) :]
+        assert await stored_offsets(broker, TopicPartition(topic, 1)) == in1, (
+            "a partition under the limit lost data"
+        )
+        assert p1.start_offset <= in1[0]
 
     async def test_compaction_keeps_latest_per_key(self, broker: Broker) -> None:
         self.require(broker, "compaction")
@@ -63,20 +86,26 @@ class RetentionCases(ConformanceBase):
             [(b"k1", b"k1-v2")],
             [(b"k3", b"k3-v1"), (b"k2", b"k2-v2"), (None, b"keyless-2"), (b"k1", b"k1-v3")],
         ]
+        at: list[int] = []
+        plain_at: list[int] = []
         for batch in batches:
-            for name in (topic, plain):
-                await broker.append(name, [make_record(key=k, value=v) for k, v in batch])
+            at += await broker.append(topic, [make_record(key=k, value=v) for k, v in batch])
+            plain_at += await broker.append(plain, [make_record(key=k, value=v) for k, v in batch])
         await broker.maintain()
         got = await broker.fetch({tp: 0})
         assert [(r.offset, r.key, r.value) for r in got] == [
-            (2, None, b"keyless-1"),
-            (4, b"k3", b"k3-v1"),
-            (5, b"k2", b"k2-v2"),
-            (6, None, b"keyless-2"),
-            (7, b"k1", b"k1-v3"),
+            (at[2], None, b"keyless-1"),
+            (at[4], b"k3", b"k3-v1"),
+            (at[5], b"k2", b"k2-v2"),
+            (at[6], None, b"keyless-2"),
+            (at[7], b"k1", b"k1-v3"),
         ]
-        info = await broker.describe_topic(topic)
-        assert (info.partitions[0].start_offset, info.partitions[0].end_offset) == (2, 8)
-        assert await broker.append(topic, [make_record(key=b"k3")]) == [8]
-        untouched = await broker.fetch({TopicPartition(plain, 0): 0})
-        assert offsets_of(untouched) == list(range(8)), "a topic without compact was compacted"
+        p0 = (await broker.describe_topic(topic)).partitions[0]
+        assert at[0] < p0.start_offset <= at[2]
+        assert p0.end_offset > at[7]
+        later = await broker.append(topic, [make_record(key=b"k3")])
+        assert later[0] > at[7]
+        if self.dense(broker):
+            assert (p0.start_offset, p0.end_offset, later) == (2, 8, [8])
+        untouched = await stored_offsets(broker, TopicPartition(plain, 0))
+        assert untouched == plain_at, "a topic without compact was compacted"

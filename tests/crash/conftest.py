@@ -10,6 +10,7 @@ and when a test fails, every worker's exit code and the tail of its output is pr
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import inspect
 import itertools
@@ -19,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,6 +29,8 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+
+from riverbed import TopicPartition
 
 REPO = Path(__file__).resolve().parents[2]
 TARGET = "tests.crash.workers.counting:app"
@@ -132,6 +136,8 @@ class HandledLog:
         """Event payload -> (partition, offset), for `V <payload> <pid>` lines."""
         self._pos = 0
         self._rest = b""
+        self._unresolved: list[bytes] = []
+        """Lines naming a payload whose position is not known yet (see CrashEnv)."""
         self._bits: dict[int, bytearray] = {}
         self._frontier: dict[int, int] = {}
         self.done_lines = 0
@@ -159,7 +165,8 @@ class HandledLog:
         cut = data.rfind(b"\n") + 1
         self._rest = data[cut:]  # a line still being written (never, with os.write)
         before = self.done_lines
-        for line in data[:cut].splitlines():
+        waiting, self._unresolved = self._unresolved, []
+        for line in [*waiting, *data[:cut].splitlines()]:
             self._parse(line)
         return self.done_lines - before
 
@@ -173,6 +180,9 @@ class HandledLog:
                 return
         pid = int(m[6])
         if m[4]:  # a handler that got only the event: its payload names the record
+            if m[5] not in self.positions:  # its append has not returned yet
+                self._unresolved.append(line)
+                return
             kind, (p, o) = b"D", self.positions[m[5]]
         else:
             kind, p, o = m[1], int(m[2]), int(m[3])
@@ -239,23 +249,38 @@ class HandledLog:
 class CrashEnv:
     """One sqlite log, its handled log, the workers, a producer and an observer."""
 
-    def __init__(self, tmp: Path, partitions: int) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        partitions: int,
+        url: str | None = None,
+        topic: str = TOPIC,
+        group: str = GROUP,
+    ) -> None:
         self.tmp = tmp
         self.db = tmp / "crash.db"
         self.log_path = tmp / "handled.log"
-        self.url = f"sqlite:///{self.db}"
+        self.url = url or f"sqlite:///{self.db}"
+        self.topic = topic
+        self.group = group
         self.partitions = partitions
-        # The test is the only producer, so it knows where each event lands before the
-        # append (checked against the positions the append returns).
+        # The test is the only producer, so it knows where each event lands: on a log
+        # with dense offsets before the append (checked against the positions the append
+        # returns). Elsewhere (Redis, NATS) offsets have gaps, so the handled log counts
+        # in ordinals, a record's index in its partition, and `native` maps them back.
+        self.dense = self.url.startswith(("sqlite:", "memory:"))
         self.positions: dict[bytes, tuple[int, int]] = {}
+        self.native: list[list[int]] = [[] for _ in range(partitions)]
         self._next_offset = [0] * partitions
         self.handled = HandledLog(self.log_path, self.positions)
         self.workers: list[Worker] = []
         self.settings: dict[str, str] = {
             "RB_CRASH_DB": str(self.db),
+            "RB_CRASH_BROKER": self.url,
+            "RB_CRASH_TOPIC": topic,
             "RB_CRASH_LOG": str(self.log_path),
             "RB_CRASH_PARTITIONS": str(partitions),
-            "RB_CRASH_GROUP": GROUP,
+            "RB_CRASH_GROUP": group,
         }
         from riverbed.partitioner import Partitioner
 
@@ -275,6 +300,8 @@ class CrashEnv:
 
     def spawn(self, name: str, **overrides: str) -> Worker:
         """A consumer process: `run_app(load_app(TARGET))`, as `riverbed run` does."""
+        if not self.dense and overrides.get("RB_CRASH_HANDLER") != "value":
+            raise ValueError("on a log with gaps in its offsets, run the 'value' handler")
         argv = [sys.executable, str(RUN_SCRIPT), TARGET]
         return self._start(Worker(name, argv, self.env(**overrides), self.tmp))
 
@@ -313,9 +340,9 @@ class CrashEnv:
     async def observer(self) -> Any:
         """A separate `SqliteBroker` handle on the log, for group and offset queries."""
         if self._observer is None:
-            from riverbed.brokers.sqlite import SqliteBroker
+            from riverbed.brokers import broker_from_url
 
-            self._observer = SqliteBroker(self.url)
+            self._observer = broker_from_url(self.url)
             await self._observer.start()
         return self._observer
 
@@ -326,7 +353,7 @@ class CrashEnv:
             from riverbed import App
 
             self._producer_app = App("crash-producer", broker=self.url)
-            self._topic = self._producer_app.topic(TOPIC, partitions=self.partitions)
+            self._topic = self._producer_app.topic(self.topic, partitions=self.partitions)
             await self._producer_app.connect()
         if partition is not None:
             keys = (b"k%d" % i for i in itertools.count())
@@ -341,31 +368,63 @@ class CrashEnv:
             await self._publish([b"%d" % i for i in range(self.produced, self.produced + n)])
 
     async def _publish(self, values: list[bytes]) -> None:
-        """Publish keyed by the payload; record where each lands before it can be read."""
+        """Publish keyed by the payload; record where each lands (before it can be read,
+        where offsets are dense; the handled log waits for the others)."""
         expected = []
         for v in values:
             p = self._partitioner(v)
             expected.append((p, self._next_offset[p]))
             self._next_offset[p] += 1
-            self.positions[v] = expected[-1]
+            if self.dense:
+                self.positions[v] = expected[-1]
         got = await self._topic.publish_many(values, key=lambda v: v)
-        assert [(pos.partition, pos.offset) for pos in got] == expected
+        assert [pos.partition for pos in got] == [p for p, _ in expected]
+        if self.dense:
+            assert [(pos.partition, pos.offset) for pos in got] == expected
+        for v, pos, (p, ordinal) in zip(values, got, expected, strict=True):
+            assert not self.native[p] or pos.offset > self.native[p][-1], "offsets went back"
+            self.native[p].append(pos.offset)
+            self.positions[v] = (p, ordinal)
         self.produced += len(values)
 
-    async def end_offsets(self, topic: str = TOPIC) -> dict[int, int]:
-        info = await (await self.observer()).describe_topic(topic)
-        return info.end_offsets()
+    def ordinal(self, p: int, offset: int) -> int:
+        """How many of partition p's records lie below `offset`."""
+        return offset if self.dense else bisect.bisect_left(self.native[p], offset)
+
+    async def end_offsets(self) -> dict[int, int]:
+        """The consumed topic's end offsets, as ordinals (see `ordinal`)."""
+        info = await (await self.observer()).describe_topic(self.topic)
+        return {p: self.ordinal(p, end) for p, end in info.end_offsets().items()}
+
+    async def count_records(self, topic: str) -> int:
+        """Records stored in `topic` (0 if it does not exist), read to the end."""
+        from riverbed.errors import UnknownTopic
+
+        observer = await self.observer()
+        try:
+            info = await observer.describe_topic(topic)
+        except UnknownTopic:
+            return 0
+        positions = {TopicPartition(topic, p.partition): 0 for p in info.partitions}
+        count = 0
+        while batch := await observer.fetch(positions, max_records=10_000):
+            count += len(batch)
+            for r in batch:
+                positions[TopicPartition(topic, r.partition)] = r.offset + 1
+        return count
 
     async def committed(self) -> dict[int, int]:
-        return await (await self.observer()).committed(GROUP, TOPIC)
+        """The group's committed offsets on the consumed topic, as ordinals."""
+        got = await (await self.observer()).committed(self.group, self.topic)
+        return {p: self.ordinal(p, c) for p, c in got.items()}
 
     async def ownership(self) -> dict[int, set[int]]:
         """Live group members as worker pid -> partitions of `events` it owns."""
-        info = await (await self.observer()).describe_group(GROUP)
+        info = await (await self.observer()).describe_group(self.group)
         owned: dict[int, set[int]] = {}
         for m in info.members:
             pid = int(m.client.rpartition("/")[2])
-            owned[pid] = {tp.partition for tp in m.partitions if tp.topic == TOPIC}
+            owned[pid] = {tp.partition for tp in m.partitions if tp.topic == self.topic}
         return owned
 
     async def wait_until(
@@ -477,7 +536,13 @@ _FAILED = pytest.StashKey[bool]()
 
 @pytest_asyncio.fixture
 async def crash_env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[CrashEnv]:
-    env = CrashEnv(tmp_path, partitions=getattr(request, "param", 4))
+    param = getattr(request, "param", 4)
+    if isinstance(param, int):  # the partition count of a sqlite log
+        env = CrashEnv(tmp_path, partitions=param)
+    else:  # a server backend's name: its URL, and names no other run uses
+        url = request.getfixturevalue(f"{param}_url")
+        name = f"crash-{uuid.uuid4().hex[:10]}"
+        env = CrashEnv(tmp_path, 4, url=url, topic=name, group=name)
     try:
         yield env
     finally:

@@ -4,7 +4,11 @@ Run as `tests.crash.workers.counting:app` (by `workers/run.py`, `riverbed run`, 
 `riverbed run --workers N`). Configured by environment variables because a `module:app`
 target takes no arguments; the parent test sets them:
 
-- `RB_CRASH_DB`          path of the sqlite log (required)
+- `RB_CRASH_DB`          path of the sqlite log (required unless RB_CRASH_BROKER is set)
+- `RB_CRASH_BROKER`      broker URL, for a run on Kafka, NATS or Redis (default: the
+                         sqlite log at RB_CRASH_DB)
+- `RB_CRASH_TOPIC`       the consumed topic (default `events`; a shared server needs a
+                         name of its own per test)
 - `RB_CRASH_LOG`         path of the handled-log file (required)
 - `RB_CRASH_PARTITIONS`  partitions of topic `events` (default 4)
 - `RB_CRASH_GROUP`       consumer group (default `crash`)
@@ -57,7 +61,7 @@ _FD = os.open(_env["RB_CRASH_LOG"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o64
 
 app = App(
     "crash",
-    broker=f"sqlite:///{os.path.abspath(_env['RB_CRASH_DB'])}",
+    broker=_env.get("RB_CRASH_BROKER") or f"sqlite:///{os.path.abspath(_env['RB_CRASH_DB'])}",
     consumer_options=ConsumerOptions(
         session_timeout=float(_env.get("RB_CRASH_SESSION", "2.0")),
         heartbeat_interval=float(_env.get("RB_CRASH_HEARTBEAT", "0.4")),
@@ -66,8 +70,9 @@ app = App(
     ),
     maintenance_interval=1.0,
 )
-events = app.topic("events", partitions=int(_env.get("RB_CRASH_PARTITIONS", "4")))
-out = app.topic("events.out", partitions=2)
+_TOPIC = _env.get("RB_CRASH_TOPIC", "events")
+events = app.topic(_TOPIC, partitions=int(_env.get("RB_CRASH_PARTITIONS", "4")))
+out = app.topic(f"{_TOPIC}.out", partitions=2)
 
 
 def _line(kind: bytes, rec: Record[bytes]) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
+from riverbed.codecs import CONTENT_TYPES
 from riverbed.errors import EncodeError, RecordTooLarge
 from riverbed.events import IdGenerator, Record
 from riverbed.partitioner import Partitioner
@@ -34,6 +35,20 @@ def to_key_bytes(key: object) -> bytes | None:
     if isinstance(key, int) and not isinstance(key, bool):
         return str(key).encode()
     raise EncodeError(f"a key must be str, bytes or int, got {type(key).__name__}")
+
+
+def with_content_type(
+    topic: Topic[Any], headers: Mapping[str, str] | None
+) -> Mapping[str, str] | None:
+    """Name the payload's format (CloudEvents `datacontenttype`) when it is not JSON.
+
+    JSON is the default every backend assumes (and writes as `content-type` where the
+    server has headers), so only other codecs spend bytes on saying so.
+    """
+    content_type = topic.codec.content_type
+    if content_type == CONTENT_TYPES["json"] or (headers and "content-type" in headers):
+        return headers
+    return {**(headers or {}), "content-type": content_type}
 
 
 def checked_headers(headers: Mapping[str, str] | None) -> tuple[dict[str, str], int]:
@@ -120,7 +135,7 @@ class Producer:
             key = topic.key_func(event)
         key_bytes = to_key_bytes(key)
         value = topic.codec.encode(event)
-        hdrs, headers_size = checked_headers(headers)
+        hdrs, headers_size = checked_headers(with_content_type(topic, headers))
         self._check_size(topic, value, key_bytes, headers_size)
         return Record(
             self._ids.new(),
@@ -146,7 +161,7 @@ class Producer:
         encode, part = topic.codec.encode, self._partitioner(topic)
         etype, source, limit = topic.event_type, self._app.name, self.max_record_bytes
         ts = time.time_ns() // 1_000_000
-        checked, headers_size = checked_headers(headers)
+        checked, headers_size = checked_headers(with_content_type(topic, headers))
         events = events if isinstance(events, list | tuple) else list(events)
         new_id = iter(self._ids.new_many(len(events))).__next__
         out: list[Record[Any]] = []

@@ -156,3 +156,25 @@ async def test_publish_before_start_connects_on_demand(backend: Backend) -> None
         await topic.publish(b"during")
         await wait_for(lambda: got == [b"before", b"during"], what="both records")
     assert app.status() == "stopped"
+
+
+async def test_records_name_a_payload_format_other_than_json(backend: Backend) -> None:
+    """CloudEvents `datacontenttype`: JSON is the default every backend assumes; a
+    msgpack topic says so in a `content-type` header (a caller's own value wins)."""
+    app = backend.app()
+    as_json = app.topic("as-json", Order)
+    packed = app.topic("packed", Order, codec="msgpack")
+    async with app:
+        await as_json.publish(Order(id="a", qty=1))
+        await packed.publish(Order(id="b", qty=2), headers={"traceparent": "t"})
+        await packed.publish_many([Order(id="c", qty=3)])
+        await packed.publish(Order(id="d", qty=4), headers={"content-type": "x/custom"})
+        [plain] = await read_topic(app.broker, "as-json")
+        stored = await read_topic(app.broker, "packed")
+    assert plain.headers == {}
+    assert [r.headers for r in stored] == [
+        {"traceparent": "t", "content-type": "application/msgpack"},
+        {"content-type": "application/msgpack"},
+        {"content-type": "x/custom"},
+    ]
+    assert packed.codec.decode(stored[0].value) == Order(id="b", qty=2)

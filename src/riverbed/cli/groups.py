@@ -21,6 +21,7 @@ from riverbed.cli._common import (
     run,
     stdout,
 )
+from riverbed.cli._counts import count_between
 from riverbed.errors import UnknownTopic
 
 __all__ = ["groups"]
@@ -43,7 +44,9 @@ async def _topics(b: Broker, info: GroupInfo) -> dict[str, TopicInfo]:
     return found
 
 
-def _partition_rows(info: GroupInfo, topics: dict[str, TopicInfo]) -> list[dict[str, Any]]:
+async def _partition_rows(
+    b: Broker, info: GroupInfo, topics: dict[str, TopicInfo]
+) -> list[dict[str, Any]]:
     """One row per partition of the group's topics: committed, end and lag.
 
     A partition never committed counts every stored record as lag.
@@ -62,7 +65,7 @@ def _partition_rows(info: GroupInfo, topics: dict[str, TopicInfo]) -> list[dict[
                     "committed": committed,
                     "start_offset": p.start_offset,
                     "end_offset": p.end_offset,
-                    "lag": max(0, p.end_offset - read_from),
+                    "lag": await count_between(b, tp, read_from, p.end_offset),
                     "owner": owners.get(tp),
                 }
             )
@@ -92,7 +95,7 @@ def _group_json(info: GroupInfo, rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 async def _describe(b: Broker, group: str) -> dict[str, Any]:
     info = await b.describe_group(group)
-    return _group_json(info, _partition_rows(info, await _topics(b, info)))
+    return _group_json(info, await _partition_rows(b, info, await _topics(b, info)))
 
 
 @groups.command("list")

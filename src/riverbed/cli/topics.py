@@ -19,6 +19,7 @@ from riverbed.cli._common import (
     run,
     stdout,
 )
+from riverbed.cli._counts import partition_counts
 from riverbed.errors import UnknownTopic, UnsupportedCapability
 from riverbed.topics import validate_topic_name
 
@@ -29,33 +30,33 @@ topics = typer.Typer(
 )
 
 
-def _records(info: TopicInfo) -> int:
-    return sum(p.end_offset - p.start_offset for p in info.partitions)
+Counts = dict[int, int]
+"""Partition -> records stored (see `_counts`)."""
 
 
-def _summary(info: TopicInfo) -> dict[str, Any]:
+def _summary(info: TopicInfo, counts: Counts) -> dict[str, Any]:
     spec = info.spec
     return {
         "name": spec.name,
         "partitions": spec.partitions,
-        "records": _records(info),
+        "records": sum(counts.values()),
         "retention_ms": spec.retention_ms,
         "retention_bytes": spec.retention_bytes,
         "compact": spec.compact,
     }
 
 
-def _detail(info: TopicInfo) -> dict[str, Any]:
+def _detail(info: TopicInfo, counts: Counts) -> dict[str, Any]:
     parts = [
         {
             "partition": p.partition,
             "start_offset": p.start_offset,
             "end_offset": p.end_offset,
-            "records": p.end_offset - p.start_offset,
+            "records": counts[p.partition],
         }
         for p in info.partitions
     ]
-    return {**_summary(info), "partition_offsets": parts}
+    return {**_summary(info, counts), "partition_offsets": parts}
 
 
 @topics.command("list")
@@ -63,20 +64,20 @@ def list_topics(broker: BrokerOpt = None, app: AppOpt = None, json: JsonOpt = Fa
     """List every topic with its partitions, record count and retention."""
     target = Target.resolve(broker, app)
 
-    async def go() -> list[TopicInfo]:
+    async def go() -> list[tuple[TopicInfo, Counts]]:
         async with target.open() as b:
-            return await b.list_topics()
+            return [(i, await partition_counts(b, i)) for i in await b.list_topics()]
 
     infos = run(go)
     if json:
-        print_json([_summary(i) for i in infos])
+        print_json([_summary(i, counts) for i, counts in infos])
         return
     table = Table("topic", "partitions", "records", "retention", "compact")
-    for i in infos:
+    for i, counts in infos:
         table.add_row(
             i.name,
             str(i.spec.partitions),
-            str(_records(i)),
+            str(sum(counts.values())),
             format_retention(i.spec.retention_ms),
             "yes" if i.spec.compact else "",
         )
@@ -145,20 +146,21 @@ def describe_topic(
     """Describe a topic: settings and each partition's start/end offsets and records."""
     target = Target.resolve(broker, app)
 
-    async def go() -> TopicInfo:
+    async def go() -> tuple[TopicInfo, Counts]:
         async with target.open() as b:
-            return await b.describe_topic(name)
+            info = await b.describe_topic(name)
+            return info, await partition_counts(b, info)
 
-    info = run(go)
+    info, counts = run(go)
     if json:
-        print_json(_detail(info))
+        print_json(_detail(info, counts))
         return
     spec = info.spec
     size = "" if spec.retention_bytes is None else f", {spec.retention_bytes} bytes/partition"
     out = stdout()
     out.print(
         f"topic [bold]{spec.name}[/]: {spec.partitions} partition(s), "
-        f"{_records(info)} record(s), retention {format_retention(spec.retention_ms)}{size}"
+        f"{sum(counts.values())} record(s), retention {format_retention(spec.retention_ms)}{size}"
         + (", compacted" if spec.compact else "")
     )
     table = Table("partition", "start offset", "end offset", "records")
@@ -167,6 +169,6 @@ def describe_topic(
             str(p.partition),
             str(p.start_offset),
             str(p.end_offset),
-            str(p.end_offset - p.start_offset),
+            str(counts[p.partition]),
         )
     out.print(table)

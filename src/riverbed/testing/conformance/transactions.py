@@ -29,7 +29,8 @@ class TransactionCases(ConformanceBase):
             await broker.append_and_commit(
                 [(topic, [make_record()])], group, "m", {TopicPartition(topic, 0): 1}
             )
-        await assert_partition_ends(broker, topic, {0: []})
+        info = await broker.describe_topic(topic)
+        await assert_partition_ends(broker, topic, {p.partition: [] for p in info.partitions})
         return False
 
     async def test_append_and_commit_stores_records_and_offsets(

@@ -1,11 +1,14 @@
 """A workload's own process: `python -m benchmarks.child WORKLOAD '<json params>'`.
 
+WORKLOAD is a name registered below or `package.module:function`.
+
 Prints `RESULT <json>` as its last line (and `READY` when a workload asks its parent to
 go on). The parent reads the peak RSS from `wait4`, so it is this process's alone.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from collections.abc import Callable
@@ -26,9 +29,19 @@ WORKLOADS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
 }
 
 
+def _workload(name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A registered name, or `package.module:function` (imported only in this child, so
+    a backend's client library is loaded only by the workloads that use it)."""
+    if ":" not in name:
+        return WORKLOADS[name]
+    module, _, attr = name.partition(":")
+    fn: Callable[[dict[str, Any]], dict[str, Any]] = getattr(importlib.import_module(module), attr)
+    return fn
+
+
 def main(argv: list[str]) -> int:
     name, params = argv[0], json.loads(argv[1])
-    result = WORKLOADS[name](params)
+    result = _workload(name)(params)
     print("RESULT " + json.dumps(result), flush=True)
     return 0
 

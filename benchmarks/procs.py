@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -39,9 +40,13 @@ class Child:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
         env.pop("RIVERBED_BROKER", None)  # the workload picks its own broker
         self._t0 = time.perf_counter()
+        # stderr goes to a file, not a pipe nobody reads while we read stdout: a chatty
+        # child cannot block on it, and a failure's traceback ends up in its row.
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in finish()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "benchmarks.child", name, json.dumps(params)],
             stdout=subprocess.PIPE,
+            stderr=self._stderr,
             text=True,
             cwd=REPO,
             env=env,
@@ -68,9 +73,13 @@ class Child:
         self.proc.returncode = os.waitstatus_to_exitcode(status)
         self._timer.cancel()
         wall = time.perf_counter() - self._t0
+        self._stderr.seek(0)
+        errors = self._stderr.read().decode(errors="replace")
+        self._stderr.close()
+        sys.stderr.write(errors)
         results = [ln for ln in self._lines if ln.startswith("RESULT ")]
         if self.proc.returncode != 0 or not results:
-            tail = "".join(self._lines[-20:])
+            tail = "".join(self._lines[-20:]) + "\n".join(errors.splitlines()[-20:])
             raise WorkloadFailed(
                 f"{self.name}: exit status {self.proc.returncode} after {wall:.1f}s\n{tail}"
             )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -12,6 +14,7 @@ import redis.asyncio as aioredis
 from riverbed.brokers.base import Broker, TopicPartition, TopicSpec
 from riverbed.brokers.redis import RedisBroker
 from riverbed.errors import UnsupportedCapability
+from riverbed.events import Record
 from riverbed.testing.conformance import BrokerConformance, make_record, unique_name
 from riverbed.testing.conformance._base import now_ms
 
@@ -139,33 +142,95 @@ class TestRedisBroker(BrokerConformance):
         got = await broker.fetch({TopicPartition(topic, 0): 0})
         assert [(r.offset, r.value) for r in got] == [(fresh[0], b"new")]
 
+    @pytest.mark.parametrize("heap_chunk", [None, 40])
     async def test_retried_append_finds_the_batch_that_landed(
-        self, broker: RedisBroker, redis_url: str
+        self, broker: RedisBroker, heap_chunk: int | None, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """What a retry after a lost reply does: the script finds the stored batch by its
         records' ce_ids and returns its ids instead of appending it again."""
-        from riverbed.brokers._redis_append import Batch
+        from riverbed.brokers import _redis_append
+        from riverbed.brokers._redis_append import Batch, expand
+
+        if heap_chunk is not None:  # strings spread over many script arguments
+            monkeypatch.setattr(_redis_append, "HEAP_CHUNK", heap_chunk)
 
         topic = unique_name("t")
         await broker.create_topic(TopicSpec(topic, 2))
         records = [make_record(p) for p in (0, 1, 0, 0)]
-        batch = Batch(broker._keys, [], broker._fields)
+        batch = Batch(broker._keys, [], broker._times)
         batch.add(topic, records)
         client = broker._conn.client
 
-        async def attempt(since: str) -> list[bytes]:
-            args = [since, batch.ntopics, *batch.args()]
-            ids: list[bytes] = await broker._scripts.call(client, "append", batch.keys, args)
-            return ids
+        async def attempt(since: str, batch: Batch = batch) -> list[int]:
+            runs = await broker._scripts.call(client, "append", batch.keys, [since, *batch.args()])
+            return expand(runs)
 
         first = await attempt("")
         await broker.append(topic, [make_record(0), make_record(1)])  # others append after
         assert await attempt("0-0") == first
         assert [len(await broker.fetch({TopicPartition(topic, p): 0})) for p in (0, 1)] == [4, 2]
-        fresh = [make_record(0)]
-        other = Batch(broker._keys, [], broker._fields)
-        other.add(topic, fresh)
-        args = ["0-0", other.ntopics, *other.args()]
-        ids = await broker._scripts.call(client, "append", other.keys, args)
-        assert len(ids) == 1, "a batch that never landed is appended on retry"
+        assert [r.offset for r in await broker.fetch({TopicPartition(topic, 0): 0})][:3] == [
+            first[0],
+            *first[2:],
+        ]
+        other = Batch(broker._keys, [], broker._times)
+        other.add(topic, [make_record(0)])
+        assert len(await attempt("0-0", other)) == 1, "a batch that never landed is appended"
         assert len(await broker.fetch({TopicPartition(topic, 0): 0})) == 5
+
+    @pytest.mark.parametrize("heap_chunk", [None, 100])
+    async def test_a_mixed_batch_round_trips(
+        self, broker: RedisBroker, heap_chunk: int | None, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The append script gets only what changes from one record to the next (see
+        `_redis_append`): every combination still reads back exactly, in one batch and
+        in `append_and_commit` over two topics."""
+        from riverbed.brokers import _redis_append
+
+        if heap_chunk is not None:
+            monkeypatch.setattr(_redis_append, "HEAP_CHUNK", heap_chunk)
+        rng = random.Random(7)
+        times = [now_ms(), now_ms(), 0, -5, 253_402_300_800_000, 2**70, -(2**70)]
+        headers: list[dict[str, str]] = [
+            {},
+            {"a": "b"},
+            {"content-type": "text/plain"},
+            {"x\udcff": "v\udc80", "content-type": "application/json"},
+        ]
+
+        def record() -> Record[Any]:
+            return make_record(
+                rng.randrange(3),
+                key=rng.choice([None, b"", b"k\xff", b"cust-7"]),
+                value=rng.choice([b"{}", b"", b"\x00\xff" * 50, b"x" * 300]),
+                timestamp=rng.choice(times),
+                headers=rng.choice(headers),
+                type=rng.choice(["t.a", "t.b", ""]),
+                source=rng.choice(["src", "other", "s\u00e9"]),
+            )
+
+        def fields(r: Record[Any]) -> tuple[Any, ...]:
+            return (r.id, r.type, r.source, r.timestamp, r.key, r.value, r.headers)
+
+        topics = [unique_name("t"), unique_name("t")]
+        for t in topics:
+            await broker.create_topic(TopicSpec(t, 3))
+        sent = {t: [record() for _ in range(60)] for t in topics}
+        await broker.append(topics[0], sent[topics[0]][:30])
+        member = "m"
+        await broker.join_group("g", member, topics)
+        await broker.append_and_commit(
+            [(topics[0], sent[topics[0]][30:]), (topics[1], sent[topics[1]])], "g", member, {}
+        )
+        for t in topics:
+            got = [
+                r
+                for p in range(3)
+                for r in await broker.fetch({TopicPartition(t, p): 0}, max_records=100)
+            ]
+            want = {r.id: r for r in sent[t]}
+            assert len(got) == len(want)
+            for r in got:
+                w = want[r.id]
+                assert fields(r) == fields(w)
+                assert (r.partition, r.offset) == (w.partition, w.offset)

@@ -34,8 +34,9 @@ from riverbed.events import Record
 __all__ = [
     "MAX_SEQ",
     "RAW_TYPE",
+    "SEQ_BITS",
     "EntryDecoder",
-    "FieldEncoder",
+    "TimeText",
     "id_at",
     "id_before",
     "offset_of",
@@ -79,56 +80,25 @@ def id_before(offset: int) -> str:
     return f"{ms}-{seq - 1}" if seq else f"{ms - 1}-{_U64}"
 
 
-class FieldEncoder:
-    """Turns records into XADD field lists (flat: name, value, name, value...).
-
-    Keeps the last formatted second, so a batch pays for one `strftime`, not one per
-    record.
-    """
+class TimeText:
+    """Formats `ce_time` values; keeps the last formatted second, so a batch pays for
+    one `strftime`, not one per record."""
 
     __slots__ = ("_prefix", "_sec")
 
     def __init__(self) -> None:
         self._sec = -(1 << 62)
-        self._prefix = ""
+        self._prefix = b""
 
-    def time(self, ms: int) -> str:
+    def text(self, ms: int) -> bytes | None:
+        """RFC 3339 (UTC, ms), or None outside years 1-9999 (then `rb_time` is used)."""
+        if not _MIN_MS <= ms <= _MAX_MS:
+            return None
         sec, milli = divmod(ms, 1000)
         if sec != self._sec:
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)).encode()
             self._sec = sec
-        return f"{self._prefix}.{milli:03d}Z"
-
-    def fields(self, r: Record[Any]) -> list[Any]:
-        headers = r.headers
-        ts = r.timestamp
-        out: list[Any] = [
-            b"ce_id",
-            _text(r.id),
-            b"ce_specversion",
-            b"1.0",
-            b"ce_type",
-            _text(r.type),
-            b"ce_source",
-            _text(r.source),
-        ]
-        if _MIN_MS <= ts <= _MAX_MS:
-            out += (b"ce_time", self.time(ts))
-        else:
-            out += (b"rb_time", str(ts))
-        out += (b"content-type", _text(headers.get("content-type", "application/json")))
-        if r.key is not None:
-            out += (b"key", r.key)
-        out += (b"data", r.value)
-        for name, value in headers.items():
-            out += (b"h:" + _text(name), _text(value))
-        return out
-
-
-def _text(s: str) -> bytes:
-    # surrogatepass: a str holding lone surrogates (from undecodable input) round-trips
-    # instead of failing the whole batch.
-    return s.encode("utf-8", "surrogatepass")
+        return b"%s.%03dZ" % (self._prefix, milli)
 
 
 class EntryDecoder:
@@ -149,41 +119,59 @@ class EntryDecoder:
         partition: int,
     ) -> None:
         """Append the records of one stream's entries (as XREAD/XRANGE reply them)."""
-        # The hot loop of every fetch: the exact layout `FieldEncoder` writes is read by
-        # position; plain decode() is the quick one. Anything else (another client's
-        # entry, text that decode() refuses, a new second) goes through `record`.
-        prefix, sec_ms = self._prefix, self._sec_ms
+        # The hot loop of every fetch: the exact layout the append script writes is read
+        # by position, and what repeats from the previous entry (the time, type, source
+        # and id milliseconds of a batch) is not parsed again. Anything else (another
+        # client's entry, text that strict decode() refuses) goes through `record`.
         append = out.append
+        last_t = last_ms = last_type = last_source = None
+        ts = base = 0
+        type_ = source = ""
         for entry_id, fields in entries:
             n = len(fields)
             if n >= 14 and fields[0] == b"ce_id" and fields[8] == b"ce_time":
                 at, key_ = 12, None
                 if fields[12] == b"key":
                     key_, at = fields[13], 14
-                t = fields[9]
-                if n > at + 1 and fields[at] == b"data" and t[:19] == prefix and len(t) == 24:
-                    ms, _, sq = entry_id.partition(b"-")
-                    seq = int(sq)
+                if n > at + 1 and fields[at] == b"data":
                     try:
+                        t = fields[9]
+                        if t != last_t:
+                            ts = self._parse_time(t, -1)
+                            if ts == -1:
+                                raise ValueError(t)
+                            last_t = t
+                        ms, _, sq = entry_id.partition(b"-")
+                        if ms != last_ms:
+                            base = int(ms) << SEQ_BITS
+                            last_ms = ms
+                        seq = int(sq)
+                        b = fields[5]
+                        if b != last_type:
+                            type_ = b.decode()
+                            last_type = b
+                        b = fields[7]
+                        if b != last_source:
+                            source = b.decode()
+                            last_source = b
                         append(
                             Record(
                                 fields[1].decode(),
-                                fields[5].decode(),
-                                fields[7].decode(),
-                                sec_ms + int(t[20:23]),
+                                type_,
+                                source,
+                                ts,
                                 key_,
                                 fields[at + 1],
                                 _headers(fields, at + 2) if n > at + 2 else {},
                                 topic,
                                 partition,
-                                int(ms) << SEQ_BITS | (seq if seq <= MAX_SEQ else MAX_SEQ),
+                                base | (seq if seq <= MAX_SEQ else MAX_SEQ),
                             )
                         )
                         continue
                     except (UnicodeDecodeError, ValueError):
                         pass
             append(self.record(key, entry_id, fields, topic, partition))
-            prefix, sec_ms = self._prefix, self._sec_ms
 
     def record(
         self, key: str, entry_id: bytes, fields: list[bytes], topic: str, partition: int

@@ -7,7 +7,7 @@ half-way. Scripts are sent once per connection pool with SCRIPT LOAD and called 
 EVALSHA; after a server restart (NOSCRIPT) `Scripts.call` loads them again.
 
 Argument layouts are documented at the top of each script; the Python side that builds
-them is in `redis.py` (appends, commits) and `_redis_groups.py` (group state).
+them is in `_redis_append.py` (appends), `redis.py` (commits) and `_redis_groups.py` (group state).
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
+
+from riverbed.brokers._redis_append import APPENDS_LUA
 
 __all__ = ["Scripts"]
 
@@ -39,143 +41,21 @@ local function mirror(key, group, id)
     redis.pcall('XGROUP', 'CREATE', key, group, id, 'MKSTREAM')
   end
 end
-
--- Appends: ARGV from `pos` holds, per topic: meta key index, record count, then per
--- record: stream key index, partition, record time (ms), field count, fields. Returns the position
--- after the section, or an error reply.
-local function validate_appends(pos, ntopics)
-  for _ = 1, ntopics do
-    local meta, n = KEYS[tonumber(ARGV[pos])], tonumber(ARGV[pos + 1])
-    local parts = tonumber(redis.call('HGET', meta, 'partitions') or -1)
-    if parts < 0 then return nil, redis.error_reply('RB_UNKNOWN_TOPIC ' .. meta) end
-    pos = pos + 2
-    for _ = 1, n do
-      local p = tonumber(ARGV[pos + 1])
-      if p < 0 or p >= parts then
-        return nil, redis.error_reply('RB_BAD_PARTITION ' .. p .. ' ' .. parts .. ' ' .. meta)
-      end
-      pos = pos + 4 + tonumber(ARGV[pos + 3])
-    end
-  end
-  return pos
-end
-
--- The id's milliseconds are the record's own time (as Kafka's CreateTime), so replay
--- by time and retention by age go by event time: the running maximum of the records'
--- times, never past the server's clock (a future timestamp must not push the stream's
--- ids ahead of every later writer) and never below the stream's last id.
-local function top(key, tops)
-  local t = tops[key]
-  if t then return t end
-  t = {0, 0}  -- as if 0-0 were taken: XADD refuses that id
-  local info = redis.pcall('XINFO', 'STREAM', key)
-  if type(info) == 'table' and not info.err then
-    for i = 1, #info, 2 do
-      if info[i] == 'last-generated-id' then
-        local id = info[i + 1]
-        local dash = string.find(id, '-', 1, true)
-        t = {tonumber(string.sub(id, 1, dash - 1)), tonumber(string.sub(id, dash + 1))}
-      end
-    end
-  end
-  tops[key] = t
-  return t
-end
-
-local function xadd(key, ts, pos, nf, now, tops)
-  local t = top(key, tops)
-  local ms, seq = math.max(t[1], math.min(ts, now)), 0
-  if ms == t[1] then
-    seq = t[2] + 1
-    -- Offsets hold 20 bits of sequence: continue in the next millisecond instead.
-    if seq > MAXSEQ then ms, seq = ms + 1, 0 end
-  end
-  t[1], t[2] = ms, seq
-  return redis.call('XADD', key, fmt(ms) .. '-' .. fmt(seq), unpack(ARGV, pos, pos + nf - 1))
-end
-
-local function do_appends(pos, ntopics, out)
-  local now, tops = now_ms(), {}
-  for _ = 1, ntopics do
-    local n = tonumber(ARGV[pos + 1])
-    pos = pos + 2
-    for _ = 1, n do
-      local ts, nf = tonumber(ARGV[pos + 2]), tonumber(ARGV[pos + 3])
-      out[#out + 1] = xadd(KEYS[tonumber(ARGV[pos])], ts, pos + 4, nf, now, tops)
-      pos = pos + 4 + nf
-    end
-  end
-  return pos
-end
-
--- Retry after a lost reply: did an earlier attempt land? A batch lands whole (one
--- script), and its entries in one stream are consecutive, so find each stream's first
--- record by ce_id among entries newer than `since` (scanning at most SCAN entries back
--- from the tail), then read the batch's entries from there. Returns the ids, or nil.
-local SCAN = 100000
-local function find(key, since, ceid)
-  local hi, seen = '+', 0
-  while seen < SCAN do
-    local page = redis.call('XREVRANGE', key, hi, since, 'COUNT', 500)
-    if #page == 0 then return nil end
-    for _, e in ipairs(page) do
-      local f = e[2]
-      if f[1] == 'ce_id' and f[2] == ceid then return e[1] end
-    end
-    seen = seen + #page
-    hi = '(' .. page[#page][1]
-  end
-  return nil
-end
-
-local function landed(pos, ntopics, since)
-  local firsts, counts, order = {}, {}, {}
-  for _ = 1, ntopics do
-    local n = tonumber(ARGV[pos + 1])
-    pos = pos + 2
-    for _ = 1, n do
-      local k = KEYS[tonumber(ARGV[pos])]
-      if not firsts[k] then
-        firsts[k] = ARGV[pos + 5]
-        counts[k] = 0
-      end
-      counts[k] = counts[k] + 1
-      order[#order + 1] = k
-      pos = pos + 4 + tonumber(ARGV[pos + 3])
-    end
-  end
-  if #order == 0 then return nil end
-  local ids = {}
-  for k, ceid in pairs(firsts) do
-    local at = find(k, since, ceid)
-    if not at then return nil end
-    local entries = redis.call('XRANGE', k, at, '+', 'COUNT', counts[k])
-    if #entries < counts[k] then return nil end
-    ids[k] = entries
-  end
-  local out, used = {}, {}
-  for i, k in ipairs(order) do
-    used[k] = (used[k] or 0) + 1
-    out[i] = ids[k][used[k]][1]
-  end
-  return out
-end
 """
 
 APPEND = (
     _PRELUDE
+    + APPENDS_LUA
     + r"""
--- KEYS: metas and streams. ARGV: since ('' on a first attempt), topic count, appends.
-local since, ntopics = ARGV[1], tonumber(ARGV[2])
-local _, err = validate_appends(3, ntopics)
+-- KEYS: metas and streams. ARGV: since ('' on a first attempt), layout, heap...
+local since, L = ARGV[1], cmsgpack.unpack(ARGV[2])
+local batch, err = validate_appends(L)
 if err then return err end
 if since ~= '' then
-  local ids = landed(3, ntopics, since)
-  if ids then return ids end
+  local runs = landed(L, 3, batch, since)
+  if runs then return runs end
 end
-local out = {}
-do_appends(3, ntopics, out)
-return out
+return do_appends(L, 3, batch)
 """
 )
 
@@ -224,23 +104,23 @@ return 1
 
 APPEND_AND_COMMIT = (
     _PRELUDE
+    + APPENDS_LUA
     + _COMMIT_CHECK
     + r"""
 -- KEYS: owners, offsets, groups set, streams (mirrors), metas and streams (appends).
--- ARGV: group, member, since, offsets section, topic count, appends.
+-- ARGV: group, member, since, offsets section, layout, heap...
 local group, member, since = ARGV[1], ARGV[2], ARGV[3]
 local err = check_owner(KEYS[1], 4, member)
 if err then return err end
 local apos = 4 + 1 + tonumber(ARGV[4]) * 4
-local ntopics = tonumber(ARGV[apos])
-local _, err2 = validate_appends(apos + 1, ntopics)
+local L = cmsgpack.unpack(ARGV[apos])
+local batch, err2 = validate_appends(L)
 if err2 then return err2 end
 if since ~= '' then
-  local ids = landed(apos + 1, ntopics, since)
-  if ids then return ids end
+  local runs = landed(L, apos + 1, batch, since)
+  if runs then return runs end
 end
-local out = {}
-do_appends(apos + 1, ntopics, out)
+local out = do_appends(L, apos + 1, batch)
 store_offsets(KEYS[2], KEYS[3], 4, group)
 return out
 """

@@ -10,9 +10,10 @@ Layout (every key under a prefix, `rb` by default; see docs/backends/redis.md):
 - `rb:g:{<group>}:state|hb|owners|offsets` and `rb:groups`: consumer groups
   (`_redis_groups`).
 
-Appends are one Lua script per batch (atomic, one round trip, ids returned); a fetch is
-one XREAD over all requested partitions, with BLOCK when it may wait, so it wakes as
-soon as any connection appends. `append_and_commit` checks ownership, appends and
+Appends are one Lua script per batch (atomic, one round trip; how a batch travels and
+what the script replies is in `_redis_append`); a fetch is one XREAD over all
+requested partitions, with BLOCK when it may wait, so it wakes as soon as any
+connection appends. `append_and_commit` checks ownership, appends and
 stores offsets in one script: atomic on a single Redis primary (a failover to a replica
 that had not received the script's effects loses them, as Redis replication is
 asynchronous). Retention: `retention_ms` trims by entry id (XTRIM MINID, server time),
@@ -29,8 +30,8 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from riverbed.brokers._redis_append import Batch, assign
-from riverbed.brokers._redis_codec import EntryDecoder, FieldEncoder, id_before, offset_of
+from riverbed.brokers._redis_append import Batch, assign, expand
+from riverbed.brokers._redis_codec import EntryDecoder, TimeText, id_before, offset_of
 from riverbed.brokers._redis_conn import Connection, Keys, RedisConfig, parse_url
 from riverbed.brokers._redis_groups import Groups, offsets_section
 from riverbed.brokers._redis_scripts import Scripts
@@ -78,7 +79,7 @@ class RedisBroker:
         self._scripts = Scripts()
         self._groups = Groups(self._conn, self._keys, self._scripts, self._partition_counts)
         self._partitions: dict[str, int] = {}  # never changes once a topic exists
-        self._fields = FieldEncoder()
+        self._times = TimeText()
         self._entries = EntryDecoder()
         self._closing = asyncio.Event()
 
@@ -183,15 +184,16 @@ class RedisBroker:
         if not records:
             await self._partition_counts([topic], strict=True)
             return []
-        batch = Batch(self._keys, [], self._fields)
+        batch = Batch(self._keys, [], self._times)
         batch.add(topic, records)
-        ids = await self._append("append", batch.keys, [], batch.args(), batch.ntopics)
-        return assign(topic, records, ids)
+        offsets = await self._append("append", batch.keys, [], batch.args())
+        return assign(topic, records, offsets)
 
     async def _append(
-        self, script: str, keys: list[str], head: list[Any], tail: list[Any], ntopics: int
-    ) -> list[bytes]:
-        """Run an append script; after a lost reply, the retry looks for the first try."""
+        self, script: str, keys: list[str], head: list[Any], tail: list[Any]
+    ) -> list[int]:
+        """Run an append script; after a lost reply, the retry looks for the first try.
+        Returns the records' offsets."""
         client = self._conn.client
         since = [""]
         started_ms = time.time_ns() // 1_000_000
@@ -201,12 +203,9 @@ class RedisBroker:
             since[0] = f"{max(0, started_ms - window_ms)}-0"
 
         def call() -> Awaitable[Any]:
-            if script == "append":
-                return self._scripts.call(client, script, keys, [since[0], ntopics, *tail])
             return self._scripts.call(client, script, keys, [*head, since[0], *tail])
 
-        ids: list[bytes] = await self._run(call, on_retry=on_retry)
-        return ids
+        return expand(await self._run(call, on_retry=on_retry))
 
     async def fetch(
         self,
@@ -353,14 +352,14 @@ class RedisBroker:
         keys = [k.group(group, "owners"), k.group(group, "offsets"), k.groups]
         head = [group, member_id]
         section = offsets_section(k, dict(offsets), keys)
-        batch = Batch(k, keys, self._fields)
+        batch = Batch(k, keys, self._times)
         for topic, records in appends:
             batch.add(topic, records)
-        tail = [*section, batch.ntopics, *batch.args()]
-        ids = await self._append("append_and_commit", batch.keys, head, tail, batch.ntopics)
+        tail = [*section, *batch.args()]
+        appended = await self._append("append_and_commit", batch.keys, head, tail)
         out, at = [], 0
         for topic, records in appends:
-            out.append(assign(topic, records, ids[at : at + len(records)]))
+            out.append(assign(topic, records, appended[at : at + len(records)]))
             at += len(records)
         return out
 

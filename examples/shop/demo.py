@@ -30,6 +30,7 @@ from examples.shop.app import CATALOG, POISON_SKU, app, format_cents, invoices, 
 from examples.shop.events import OrderPlaced
 from examples.shop.watch import DLQ, Watcher, group_lags
 from riverbed import RiverbedError
+from riverbed.brokers.counting import partition_counts
 
 CUSTOMERS = ("ada", "grace", "edsger", "barbara", "ken", "margaret", "dennis", "frances")
 
@@ -210,7 +211,7 @@ async def run_demo(n: int, rate: float, timeout: float, console: Console) -> int
         ends = {}
         for name in watcher.stages:
             info = await app.broker.describe_topic(name)
-            ends[name] = sum(info.end_offsets().values())
+            ends[name] = sum((await partition_counts(app.broker, info)).values())
     print_summary(console, watcher, lags, ends, url)
     return 0
 

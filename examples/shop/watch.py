@@ -14,6 +14,7 @@ from typing import Any
 from examples.shop.app import POISON_SKU, app, format_cents, invoices, orders, payments
 from examples.shop.events import InvoiceIssued, OrderPlaced, PaymentCaptured
 from riverbed import DecodeError, Record, TopicPartition
+from riverbed.brokers.counting import group_lag
 
 __all__ = ["DLQ", "DeadLetterEntry", "Stage", "Watcher", "group_lags"]
 
@@ -136,11 +137,9 @@ def describe(event: Any, rec: Record[Any]) -> str:
 
 
 async def group_lags() -> list[tuple[str, str, int]]:
-    """(group, topic, lag) for every consumer of the app: end offsets minus committed."""
+    """(group, topic, lag) for every consumer of the app: records not committed past."""
     out = []
     for spec in app.consumers:
-        info = await app.broker.describe_topic(spec.topic.name)
-        committed = await app.broker.committed(spec.group, spec.topic.name)
-        lag = sum(p.end_offset - committed.get(p.partition, 0) for p in info.partitions)
-        out.append((spec.group, spec.topic.name, lag))
+        lag = await group_lag(app.broker, spec.group, spec.topic.name)
+        out.append((spec.group, spec.topic.name, sum(lag.values())))
     return out

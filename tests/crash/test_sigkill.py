@@ -63,7 +63,7 @@ async def test_sigkill_never_splits_outputs_from_their_input_commit(crash_env: A
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("crash_env", ["nats", "redis"], indirect=True)
+@pytest.mark.parametrize("crash_env", ["kafka", "nats", "redis"], indirect=True)
 async def test_sigkill_loses_nothing_on_server_backends(crash_env: Any) -> None:
     """The same chaos on a real server: a consumer SIGKILLed mid-batch loses nothing
     after restart, and no commit ever passes an unhandled record."""

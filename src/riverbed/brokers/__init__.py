@@ -20,6 +20,7 @@ BUILTIN_BACKENDS: dict[str, tuple[str, str]] = {
     # scheme: (import string, extra that provides its client; "" when none is needed)
     "memory": ("riverbed.brokers.memory:MemoryBroker", ""),
     "sqlite": ("riverbed.brokers.sqlite:SqliteBroker", ""),
+    "kafka": ("riverbed.brokers.kafka:KafkaBroker", "kafka"),
     "nats": ("riverbed.brokers.nats:NatsBroker", "nats"),
     "redis": ("riverbed.brokers.redis:RedisBroker", "redis"),
 }

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from riverbed.brokers.base import Broker, GroupInfo, TopicInfo, TopicPartition
+from riverbed.brokers.counting import count_between
 from riverbed.cli._common import (
     AppOpt,
     BrokerOpt,
@@ -21,7 +22,6 @@ from riverbed.cli._common import (
     run,
     stdout,
 )
-from riverbed.cli._counts import count_between
 from riverbed.errors import UnknownTopic
 
 __all__ = ["groups"]

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from riverbed.brokers.base import TopicInfo, TopicSpec
+from riverbed.brokers.counting import partition_counts
 from riverbed.cli._common import (
     AppOpt,
     BrokerOpt,
@@ -19,7 +20,6 @@ from riverbed.cli._common import (
     run,
     stdout,
 )
-from riverbed.cli._counts import partition_counts
 from riverbed.errors import UnknownTopic, UnsupportedCapability
 from riverbed.topics import validate_topic_name
 

@@ -187,6 +187,14 @@ class ConformanceBase:
     session timeout (Kafka's group.min.session.timeout.ms) raises it."""
     settle_timeout: float = 10.0
     """How long a group may take to settle after a join or leave (`settle`)."""
+    balance: str = "topic"
+    """How the backend's assignor balances: "topic" (each topic's partitions spread
+    evenly over its subscribers, riverbed's own assignor) or "member" (each member's total
+    count, Kafka's cooperative-sticky assignor)."""
+    revocation_completes: bool = False
+    """True where a revocation, once handed to a member, must complete (Kafka's
+    cooperative protocol): the member releases and gets the partitions back in the next
+    generation, instead of keeping them when the rebalance is undone."""
 
     def dense(self, broker: Broker) -> bool:
         return broker.capabilities.dense_offsets

@@ -1,16 +1,17 @@
-"""Counting stored records, on backends whose offsets have gaps too.
+"""Counting stored records and a group's lag, on backends whose offsets have gaps too.
 
 On a log with dense offsets a count is a subtraction. Where the backend maps a native
-position to the offset (Redis entry ids, JetStream sequences) the difference of two
-offsets says nothing about how many records lie between them, so the CLI reads and
-counts: exact, and costing a read of what it counts (fine for an operator's command).
+position to the offset (Redis entry ids, JetStream sequences, Kafka offsets with
+transaction markers) the difference of two offsets says nothing about how many records
+lie between them, so these read and count: exact, and costing a read of what they count
+(fine for an operator's command or a dashboard, not for a per-record hot path).
 """
 
 from __future__ import annotations
 
 from riverbed.brokers.base import Broker, TopicInfo, TopicPartition
 
-__all__ = ["count_between", "partition_counts"]
+__all__ = ["count_between", "group_lag", "partition_counts"]
 
 _PAGE = 10_000
 
@@ -35,6 +36,21 @@ async def partition_counts(b: Broker, info: TopicInfo) -> dict[int, int]:
     return {
         p.partition: await count_between(
             b, TopicPartition(info.name, p.partition), p.start_offset, p.end_offset
+        )
+        for p in info.partitions
+    }
+
+
+async def group_lag(b: Broker, group: str, topic: str) -> dict[int, int]:
+    """Partition -> records the group has not committed past (all stored, if never)."""
+    info = await b.describe_topic(topic)
+    committed = await b.committed(group, topic)
+    return {
+        p.partition: await count_between(
+            b,
+            TopicPartition(topic, p.partition),
+            max(committed.get(p.partition, p.start_offset), p.start_offset),
+            p.end_offset,
         )
         for p in info.partitions
     }

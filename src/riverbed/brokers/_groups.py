@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 import msgspec
 
 from riverbed.brokers.base import Assignment, MemberInfo, TopicPartition
-from riverbed.errors import FencedError
+from riverbed.errors import FencedError, UnknownTopic
 
 __all__ = ["GroupState", "Member", "assign_sticky"]
 
@@ -54,6 +54,38 @@ class GroupState(msgspec.Struct):
         if old is None or old.topics != topics:
             self.rebalance(partitions)
         return self.assignment(member_id)
+
+    def admit(
+        self,
+        member_id: str,
+        topics: Iterable[str],
+        *,
+        client: str,
+        now_ms: int,
+        session_timeout_ms: int,
+        partitions: Mapping[str, int],
+    ) -> Assignment:
+        """`join_group` as every backend does it: refuse unknown topics, expire the dead
+        (their partitions are free again), then join."""
+        topics = list(topics)
+        for t in topics:
+            if t not in partitions:
+                raise UnknownTopic(f"topic {t!r} does not exist")
+        self.expire(now_ms, partitions)
+        return self.join(
+            member_id,
+            topics,
+            client=client,
+            now_ms=now_ms,
+            session_timeout_ms=session_timeout_ms,
+            partitions=partitions,
+        )
+
+    def beat(self, member_id: str, *, now_ms: int, partitions: Mapping[str, int]) -> Assignment:
+        """`heartbeat` as every backend does it: expire the dead first, so a late member
+        is fenced rather than revived, and a live one sees their partitions move to it."""
+        self.expire(now_ms, partitions)
+        return self.heartbeat(member_id, now_ms=now_ms)
 
     def heartbeat(self, member_id: str, *, now_ms: int) -> Assignment:
         member = self.members.get(member_id)

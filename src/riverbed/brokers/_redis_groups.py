@@ -158,11 +158,7 @@ class Groups:
         self, group: str, member_id: str, topics: Sequence[str], client: str, timeout_ms: int
     ) -> Assignment:
         def fn(state: GroupState, now: int, counts: dict[str, int]) -> Assignment:
-            for t in topics:
-                if t not in counts:
-                    raise UnknownTopic(f"topic {t!r} does not exist")
-            state.expire(now, counts)
-            return state.join(
+            return state.admit(
                 member_id,
                 topics,
                 client=client,
@@ -180,8 +176,7 @@ class Groups:
             return state.heartbeat(member_id, now_ms=snap.now)
 
         def fn(state: GroupState, now: int, counts: dict[str, int]) -> Assignment:
-            state.expire(now, counts)
-            return state.heartbeat(member_id, now_ms=now)
+            return state.beat(member_id, now_ms=now, partitions=counts)
 
         # Someone is late (maybe us): expire under compare-and-set, then answer.
         return await self.op(group, fn, touch=[member_id] if member_id in state.members else [])

@@ -158,11 +158,7 @@ class WriteStore(OwnedConnection):
         session_timeout_ms: int,
     ) -> Assignment:
         def op(state: GroupState, counts: dict[str, int]) -> Assignment:
-            for t in topics:
-                if t not in counts:
-                    raise UnknownTopic(f"topic {t!r} does not exist")
-            state.expire(now_ms, counts)
-            return state.join(
+            return state.admit(
                 member_id,
                 topics,
                 client=client,
@@ -174,11 +170,9 @@ class WriteStore(OwnedConnection):
         return self.group_op(group, op)
 
     def heartbeat(self, group: str, member_id: str, now_ms: int) -> Assignment:
-        def op(state: GroupState, counts: dict[str, int]) -> Assignment:
-            state.expire(now_ms, counts)
-            return state.heartbeat(member_id, now_ms=now_ms)
-
-        return self.group_op(group, op)
+        return self.group_op(
+            group, lambda state, counts: state.beat(member_id, now_ms=now_ms, partitions=counts)
+        )
 
     def release(self, group: str, member_id: str, partitions: Sequence[TopicPartition]) -> None:
         self.group_op(group, lambda state, _: state.release(member_id, partitions))

@@ -193,14 +193,11 @@ class MemoryBroker:
         self._check_open()
         for t in topics:
             self._spec(t)
-        state = self._groups.setdefault(group, GroupState())
-        now = self._clock()
-        state.expire(now, self._partition_counts())
-        return state.join(
+        return self._groups.setdefault(group, GroupState()).admit(
             member_id,
             topics,
             client=client,
-            now_ms=now,
+            now_ms=self._clock(),
             session_timeout_ms=int(session_timeout * 1000),
             partitions=self._partition_counts(),
         )
@@ -208,9 +205,7 @@ class MemoryBroker:
     async def heartbeat(self, group: str, member_id: str) -> Assignment:
         self._check_open()
         state = self._groups.setdefault(group, GroupState())
-        now = self._clock()
-        state.expire(now, self._partition_counts())
-        return state.heartbeat(member_id, now_ms=now)
+        return state.beat(member_id, now_ms=self._clock(), partitions=self._partition_counts())
 
     async def release(
         self, group: str, member_id: str, partitions: Sequence[TopicPartition]

@@ -13,6 +13,7 @@ from typing import Any
 
 from confluent_kafka import Message
 
+from riverbed.brokers._cetime import TimeText
 from riverbed.events import Record
 
 __all__ = ["RAW_TYPE", "decode", "encode_headers"]
@@ -34,14 +35,15 @@ def rfc3339(ms: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
 
 
-def encode_headers(r: Record[Any]) -> Headers:
+def encode_headers(r: Record[Any], times: TimeText) -> Headers:
     """The message headers of one record: the CloudEvents attributes, then its own."""
+    stamp = times.text(r.timestamp)
     headers: Headers = [
         _SPEC,
         ("ce_id", r.id.encode()),
         ("ce_type", r.type.encode()),
         ("ce_source", r.source.encode()),
-        ("ce_time", rfc3339(r.timestamp).encode()),
+        ("ce_time", stamp if stamp is not None else rfc3339(r.timestamp).encode()),
     ]
     own = r.headers
     if "content-type" not in own:

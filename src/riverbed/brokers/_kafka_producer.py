@@ -17,6 +17,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka import TopicPartition as KafkaTP
 
+from riverbed.brokers._cetime import TimeText
 from riverbed.brokers._kafka_codec import encode_headers
 from riverbed.brokers._kafka_config import KafkaConfig
 from riverbed.errors import (
@@ -94,7 +95,7 @@ def _produce_all(
     producer: Producer, topic: str, records: Sequence[Record[Any]], batch: _Batch
 ) -> int:
     """Queue records from index 0 on; returns how many fit before the queue was full."""
-    produce, callback = producer.produce, batch.on_delivery
+    produce, callback, times = producer.produce, batch.on_delivery, TimeText()
     for i, r in enumerate(records):
         try:
             produce(
@@ -103,7 +104,7 @@ def _produce_all(
                 r.key,
                 partition=r.partition,
                 timestamp=r.timestamp,
-                headers=encode_headers(r),
+                headers=encode_headers(r, times),
                 on_delivery=callback,
             )
         except BufferError:

@@ -28,7 +28,8 @@ from typing import Any
 
 import msgspec
 
-from riverbed.brokers._redis_codec import SEQ_BITS, TimeText
+from riverbed.brokers._cetime import TimeText
+from riverbed.brokers._redis_codec import SEQ_BITS
 from riverbed.brokers._redis_conn import Keys
 from riverbed.events import Record
 

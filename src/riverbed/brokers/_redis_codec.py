@@ -23,7 +23,6 @@ one (the other fields become headers), else the whole field map as a JSON object
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
 from typing import Any
 
@@ -36,7 +35,6 @@ __all__ = [
     "RAW_TYPE",
     "SEQ_BITS",
     "EntryDecoder",
-    "TimeText",
     "id_at",
     "id_before",
     "offset_of",
@@ -47,10 +45,6 @@ MAX_SEQ = (1 << SEQ_BITS) - 1
 _U64 = (1 << 64) - 1
 RAW_TYPE = ""
 """The type of a record read from an entry that another client added without `ce_type`."""
-
-# RFC 3339 can only say years 0001-9999; a timestamp outside goes to `rb_time` instead.
-_MIN_MS = -62_135_596_800_000
-_MAX_MS = 253_402_300_799_999
 
 
 def offset_of(entry_id: bytes) -> int:
@@ -78,27 +72,6 @@ def id_before(offset: int) -> str:
         return f"{_U64}-{_U64}"
     # seq 0: every entry of the previous millisecond is before, whatever its sequence.
     return f"{ms}-{seq - 1}" if seq else f"{ms - 1}-{_U64}"
-
-
-class TimeText:
-    """Formats `ce_time` values; keeps the last formatted second, so a batch pays for
-    one `strftime`, not one per record."""
-
-    __slots__ = ("_prefix", "_sec")
-
-    def __init__(self) -> None:
-        self._sec = -(1 << 62)
-        self._prefix = b""
-
-    def text(self, ms: int) -> bytes | None:
-        """RFC 3339 (UTC, ms), or None outside years 1-9999 (then `rb_time` is used)."""
-        if not _MIN_MS <= ms <= _MAX_MS:
-            return None
-        sec, milli = divmod(ms, 1000)
-        if sec != self._sec:
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)).encode()
-            self._sec = sec
-        return b"%s.%03dZ" % (self._prefix, milli)
 
 
 class EntryDecoder:

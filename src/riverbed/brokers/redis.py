@@ -30,8 +30,9 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from riverbed.brokers._cetime import TimeText
 from riverbed.brokers._redis_append import Batch, assign, expand
-from riverbed.brokers._redis_codec import EntryDecoder, TimeText, id_before, offset_of
+from riverbed.brokers._redis_codec import EntryDecoder, id_before, offset_of
 from riverbed.brokers._redis_conn import Connection, Keys, RedisConfig, parse_url
 from riverbed.brokers._redis_groups import Groups, offsets_section
 from riverbed.brokers._redis_scripts import Scripts

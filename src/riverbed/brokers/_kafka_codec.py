@@ -62,44 +62,45 @@ def _text(raw: bytes | str | None) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
-def decode(m: Message, topic: str) -> Record[Any]:
-    """The record a fetched message holds (a raw event when it lacks `ce_id`)."""
-    partition, offset = m.partition() or 0, m.offset() or 0
+def decode(m: Message, topic: str, partition: int, offset: int) -> Record[Any]:
+    """The record a fetched message holds (a raw event when it lacks `ce_id`).
+
+    Runs once per record on the consume path: one pass over the headers, the record built
+    once at the end (no placeholder fields to overwrite).
+    """
     kind, ts = m.timestamp()
+    timestamp = ts if kind and ts >= 0 else 0
     value = m.value()
     key = m.key()
-    record: Record[Any] = Record(
-        id="",
-        type=RAW_TYPE,
-        source=f"kafka://{topic}",
-        timestamp=ts if kind and ts >= 0 else 0,
-        key=key if isinstance(key, bytes) or key is None else key.encode(),
-        value=b"" if value is None else value if isinstance(value, bytes) else value.encode(),
-        topic=topic,
-        partition=partition,
-        offset=offset,
-    )
+    rid = etype = source = None
     own: dict[str, str] = {}
-    ours = False
     pairs = m.headers() or []
     for k, v in pairs.items() if isinstance(pairs, dict) else pairs:
-        if k in _CE:
-            if k == "ce_id":
-                record.id, ours = _text(v), True
-            elif k == "ce_type":
-                record.type = _text(v)
-            elif k == "ce_source":
-                record.source = _text(v)
-            elif k == "ce_time" and v == _EPOCH:
-                record.timestamp = 0  # librdkafka sends timestamp 0 as "now"
-            continue
-        own[k] = _text(v)
-    if not ours:
+        if k not in _CE:
+            own[k] = _text(v)
+        elif k == "ce_id":
+            rid = _text(v)
+        elif k == "ce_type":
+            etype = _text(v)
+        elif k == "ce_source":
+            source = _text(v)
+        elif k == "ce_time" and v == _EPOCH:
+            timestamp = 0  # librdkafka sends timestamp 0 as "now"
+    if rid is None:
         # A plain client's message: a stable id from its position, headers as they are.
-        record.id = f"kafka:{topic}:{partition}:{offset}"
-        record.type, record.source = RAW_TYPE, f"kafka://{topic}"
+        rid, etype, source = f"kafka:{topic}:{partition}:{offset}", RAW_TYPE, f"kafka://{topic}"
     elif own.get("content-type") == DEFAULT_CONTENT_TYPE:
         # Written by encode_headers as the default: not one of the record's own headers.
         del own["content-type"]
-    record.headers = own
-    return record
+    return Record(
+        rid,
+        RAW_TYPE if etype is None else etype,
+        f"kafka://{topic}" if source is None else source,
+        timestamp,
+        key if isinstance(key, bytes) or key is None else key.encode(),
+        b"" if value is None else value if isinstance(value, bytes) else value.encode(),
+        own,
+        topic,
+        partition,
+        offset,
+    )

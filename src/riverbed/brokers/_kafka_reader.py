@@ -152,10 +152,13 @@ class Reader:
 
     def _take(self, messages: list[Message], out: list[Record[Any]]) -> None:
         floor, eof = self._floor, self._eof
+        tp = TopicPartition("", -1)
         for m in messages:
             err = m.error()
-            topic = m.topic() or ""
-            tp = TopicPartition(topic, m.partition() or 0)
+            topic, partition = m.topic() or "", m.partition() or 0
+            # Messages come in runs of one partition: build the key only when it changes.
+            if partition != tp.partition or topic != tp.topic:
+                tp = TopicPartition(topic, partition)
             if err is not None:
                 self._on_error(err, tp, m)
                 continue
@@ -163,7 +166,7 @@ class Reader:
             if tp not in floor or offset < floor[tp]:
                 continue  # below the position asked for (after a seek to an end)
             eof.discard(tp)
-            out.append(decode(m, topic))
+            out.append(decode(m, topic, partition, offset))
             floor[tp] = offset + 1
 
     def _on_error(self, err: KafkaError, tp: TopicPartition, m: Message) -> None:

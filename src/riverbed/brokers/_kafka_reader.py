@@ -153,7 +153,10 @@ class Reader:
     def _take(self, messages: list[Message], out: list[Record[Any]]) -> None:
         floor, eof = self._floor, self._eof
         tp = TopicPartition("", -1)
-        for m in messages:
+        for i, m in enumerate(messages):
+            # Drop each message once read: a batch of live librdkafka messages, tracked by
+            # the cyclic GC, would otherwise survive collections and trigger full ones.
+            messages[i] = None  # type: ignore[call-overload]
             err = m.error()
             topic, partition = m.topic() or "", m.partition() or 0
             # Messages come in runs of one partition: build the key only when it changes.

@@ -364,8 +364,10 @@ class GroupMember:
                 continue
             self._current = tp
             try:
-                rec.data = fast.topic.codec.decode(rec.value)
-                await fast.func(rec.data)
+                # The event is not kept on the record: dropped as soon as the handler
+                # returns, a batch's decoded events never pile up for the cyclic GC to
+                # scan. A retry after a failure decodes afresh.
+                await fast.func(fast.topic.codec.decode(rec.value))
             except Exception as exc:
                 await self._recover_inline(fast, rec, tp, exc)
                 continue

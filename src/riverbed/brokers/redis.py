@@ -278,7 +278,7 @@ class RedisBroker:
         return out[:limit] if len(out) > limit else out
 
     async def offset_for_time(self, tp: TopicPartition, timestamp_ms: int) -> int:
-        """The first entry whose id (append time, server clock) is >= `timestamp_ms`."""
+        """The first entry whose id (the record time, as a running maximum) is >= `timestamp_ms`."""
         info = await self.describe_topic(tp.topic)
         if not 0 <= tp.partition < len(info.partitions):
             raise UnknownTopic(f"no partition {tp.partition} in topic {tp.topic!r}")

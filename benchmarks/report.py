@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from benchmarks.procs import Outcome
@@ -150,3 +152,47 @@ def table(rs: list[Row]) -> str:
     head += "|---|---|---|---|---|---|---|\n"
     cells = [(r.workload, r.backend, r.result, r.target, r.ratio, r.rss, r.verdict) for r in rs]
     return head + "".join("| " + " | ".join(c) + " |\n" for c in cells)
+
+
+# -- shared by every results file -------------------------------------------------------------
+def fmt(v: object) -> str:
+    """A measured value for the details list: floats grouped, small ones with 3 decimals."""
+    if isinstance(v, float):
+        return f"{v:,.3f}" if v < 100 else f"{v:,.0f}"
+    return str(v)
+
+
+def brief(values: Mapping[str, object]) -> str:
+    return ", ".join(f"{k}={fmt(v)}" for k, v in values.items())
+
+
+def outcome_line(label: str, o: Outcome) -> str:
+    """One workload run in a results file's details: what it measured and what it cost."""
+    extra = "".join(f", {k}={fmt(v)}" for k, v in o.extra.items())
+    return (
+        f"- {label}: {brief(o.result)}{extra}; child wall {o.wall:.1f} s, "
+        f"CPU {o.cpu:.1f} s, peak RSS {o.peak_rss_mb:.0f} MB"
+    )
+
+
+def preamble(
+    title: str, cmd: str, started: float, sizes: str, repeat: int, machine: Mapping[str, str]
+) -> list[str]:
+    """A results file's head: the command, when and how long, the sizes, the machine."""
+    return [
+        f"# {title}",
+        "",
+        f"Command: `{cmd.strip()}`  ",
+        f"Run at {time.strftime('%Y-%m-%d %H:%M:%S %Z', time.localtime(started))}, "
+        f"took {time.time() - started:.0f} s. {sizes}"
+        + (f"; each workload run {repeat}×, median run shown." if repeat > 1 else "."),
+        "",
+        "## Machine",
+        "",
+        "| | |",
+        "|---|---|",
+        *[f"| {k} | {v} |" for k, v in machine.items()],
+        "",
+        "## Results",
+        "",
+    ]

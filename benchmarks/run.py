@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                     _log(f"  FAILED: {exc}")
                     continue
                 _log(
-                    f"  {_brief(o.result)}  peak RSS {o.peak_rss_mb:.0f} MB  "
+                    f"  {report.brief(o.result)}  peak RSS {o.peak_rss_mb:.0f} MB  "
                     f"cpu {o.cpu:.1f}s  wall {o.wall:.1f}s"
                 )
             if runs:
@@ -117,12 +117,8 @@ def _median(runs: list[Outcome], key: str) -> Outcome:
     ordered = sorted(runs, key=lambda o: o.result[key])
     chosen = ordered[(len(ordered) - 1) // 2]
     if len(runs) > 1:
-        chosen.extra["all runs " + key] = ", ".join(_fmt(o.result[key]) for o in runs)
+        chosen.extra["all runs " + key] = ", ".join(report.fmt(o.result[key]) for o in runs)
     return chosen
-
-
-def _brief(result: dict[str, object]) -> str:
-    return ", ".join(f"{k}={_fmt(v)}" for k, v in result.items())
 
 
 def render(
@@ -142,24 +138,12 @@ def render(
     for backend in backends:
         if ("end_to_end", backend) in outs:
             rows.append(report.rss_row(outs[("end_to_end", backend)], backend, s.events))
-    lines = [
-        "# riverbed benchmark results",
-        "",
-        f"Command: `{cmd.strip()}`  ",
-        f"Run at {time.strftime('%Y-%m-%d %H:%M:%S %Z', time.localtime(started))}, "
-        f"took {time.time() - started:.0f} s. "
+    sizes = (
         f"{s.events:,} events per throughput workload, batches of {s.batch}, "
         f"latency runs of {s.latency_events:,} events at {s.rate:,.0f} ev/s"
-        + (f"; each workload run {args.repeat}×, median run shown." if args.repeat > 1 else "."),
-        "",
-        "## Machine",
-        "",
-        "| | |",
-        "|---|---|",
-        *[f"| {k} | {v} |" for k, v in machine.items()],
-        "",
-        "## Results",
-        "",
+    )
+    lines = [
+        *report.preamble("riverbed benchmark results", cmd, started, sizes, args.repeat, machine),
         report.table(rows),
     ]
     if note:
@@ -171,21 +155,10 @@ def render(
 
 
 def _details(outs: dict[tuple[str, str], Outcome]) -> list[str]:
-    lines = ["## Details", ""]
-    for (name, backend), o in outs.items():
-        r = ", ".join(f"{k}={_fmt(v)}" for k, v in o.result.items())
-        extra = "".join(f", {k}={_fmt(v)}" for k, v in o.extra.items())
-        lines.append(
-            f"- `{name}` on {backend}: {r}{extra}; child wall {o.wall:.1f} s, "
-            f"CPU {o.cpu:.1f} s, peak RSS {o.peak_rss_mb:.0f} MB"
-        )
-    return [*lines, ""]
-
-
-def _fmt(v: object) -> str:
-    if isinstance(v, float):
-        return f"{v:,.3f}" if v < 100 else f"{v:,.0f}"
-    return str(v)
+    lines = [
+        report.outcome_line(f"`{name}` on {backend}", o) for (name, backend), o in outs.items()
+    ]
+    return ["## Details", "", *lines, ""]
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from pathlib import Path
 from benchmarks.backends import cleanup, plan, report, servers
 from benchmarks.machine import describe
 from benchmarks.procs import Outcome
+from benchmarks.report import preamble
 
 BACKENDS = ("sqlite", "kafka", "nats", "redis")
 RESULTS = Path(__file__).resolve().parent.parent / "results" / "backends.md"
@@ -123,23 +124,16 @@ def _render(
     started: float,
 ) -> str:
     cmd = "python -m benchmarks backends " + shlex.join(sys.argv[2:] if argv is None else argv)
+    sizes = f"{s.events:,} events per workload, batches of {s.batch}"
     lines = [
-        "# riverbed on every backend against the raw clients",
-        "",
-        f"Command: `{cmd.strip()}`  ",
-        f"Run at {time.strftime('%Y-%m-%d %H:%M:%S %Z', time.localtime(started))}, "
-        f"took {time.time() - started:.0f} s. {s.events:,} events per workload, batches of "
-        f"{s.batch}"
-        + (f"; each workload run {args.repeat}×, median run shown." if args.repeat > 1 else "."),
-        "",
-        "## Machine",
-        "",
-        "| | |",
-        "|---|---|",
-        *[f"| {k} | {v} |" for k, v in machine.items()],
-        "",
-        "## Results",
-        "",
+        *preamble(
+            "riverbed on every backend against the raw clients",
+            cmd,
+            started,
+            sizes,
+            args.repeat,
+            machine,
+        ),
         "Ratio = riverbed's throughput / the raw client's, measured in the same run. Consume "
         "rates count from the first event handled to the last (start-up, i.e. connecting, "
         "joining the group and the first fetch, is shown beside it).",

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from benchmarks.backends.plan import RAW, RIVERBED, Result
 from benchmarks.procs import Outcome
+from benchmarks.report import outcome_line
 
 TARGET = 0.70  # issue 3: riverbed >= 70% of its raw client's throughput
 
@@ -77,19 +78,10 @@ def how(backends: list[str]) -> list[str]:
 
 
 def details(results: Mapping[str, Mapping[str, list[Outcome]]]) -> list[str]:
-    lines = ["## Details", ""]
-    for backend, per in results.items():
-        for name, runs in per.items():
-            for o in runs:
-                r = ", ".join(f"{k}={_fmt(v)}" for k, v in o.result.items())
-                lines.append(
-                    f"- {backend} `{name}`: {r}; child wall {o.wall:.1f} s, "
-                    f"CPU {o.cpu:.1f} s, peak RSS {o.peak_rss_mb:.0f} MB"
-                )
-    return [*lines, ""]
-
-
-def _fmt(v: object) -> str:
-    if isinstance(v, float):
-        return f"{v:,.3f}" if v < 100 else f"{v:,.0f}"
-    return str(v)
+    lines = [
+        outcome_line(f"{backend} `{name}`", o)
+        for backend, per in results.items()
+        for name, runs in per.items()
+        for o in runs
+    ]
+    return ["## Details", "", *lines, ""]

@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import time
 
-__all__ = ["MAX_MS", "MIN_MS", "TimeText"]
+__all__ = ["MAX_MS", "MIN_MS", "TimeText", "rfc3339"]
 
 # RFC 3339 can only say years 0001-9999.
 MIN_MS = -62_135_596_800_000
 MAX_MS = 253_402_300_799_999
+
+
+def rfc3339(ms: int) -> str:
+    """One time as RFC 3339 text (UTC, ms), uncached: for one-off values."""
+    seconds, millis = divmod(ms, 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
 
 
 class TimeText:

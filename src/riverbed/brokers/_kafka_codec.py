@@ -8,12 +8,11 @@ record. A message without `ce_id` (written by a plain client) is read as a raw e
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from confluent_kafka import Message
 
-from riverbed.brokers._cetime import TimeText
+from riverbed.brokers._cetime import TimeText, rfc3339
 from riverbed.events import Record
 
 __all__ = ["RAW_TYPE", "decode", "encode_headers"]
@@ -27,12 +26,6 @@ _SPEC = ("ce_specversion", b"1.0")
 _EPOCH = b"1970-01-01T00:00:00.000Z"
 
 Headers = list[tuple[str, str | bytes | None]]
-
-
-def rfc3339(ms: int) -> str:
-    """Milliseconds since the epoch as an RFC 3339 UTC time (`ce_time`)."""
-    seconds, millis = divmod(ms, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
 
 
 def encode_headers(r: Record[Any], times: TimeText) -> Headers:

@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import base64
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, unquote
 
 import msgspec
 
+from riverbed.brokers._cetime import rfc3339
 from riverbed.events import Record
 
 __all__ = [
@@ -137,11 +138,6 @@ def _ce_decode(value: str) -> str:
     return unquote(value) if "%" in value else value
 
 
-def _format_time(ms: int) -> str:
-    t = _EPOCH + timedelta(milliseconds=ms)
-    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
-
-
 def _parse_time(text: str) -> int | None:
     try:
         t = datetime.fromisoformat(text)
@@ -168,7 +164,7 @@ class HeaderCodec:
 
     def time_text(self, ms: int) -> str:
         if self._fmt[0] != ms:
-            self._fmt = (ms, _format_time(ms))
+            self._fmt = (ms, rfc3339(ms))
         return self._fmt[1]
 
     def time_ms(self, text: str) -> int | None:

@@ -61,21 +61,13 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """The machine's Redis on 127.0.0.1:6379, else a redis-server started for this run."""
-    if servers.reachable("127.0.0.1", 6379):
-        yield "redis://127.0.0.1:6379/0"
-        return
-    with servers.running(servers.redis_process) as server:
-        yield f"redis://127.0.0.1:{server.port}/0"
+    yield from servers.machine_or_own(6379, servers.redis_process, "redis://127.0.0.1:{}/0")
 
 
 @pytest.fixture(scope="session")
 def nats_url() -> Iterator[str]:
     """The machine's NATS (JetStream) on 127.0.0.1:4222, else a nats-server started here."""
-    if servers.reachable("127.0.0.1", 4222):
-        yield "nats://127.0.0.1:4222"
-        return
-    with servers.running(servers.nats_process) as server:
-        yield f"nats://127.0.0.1:{server.port}"
+    yield from servers.machine_or_own(4222, servers.nats_process, "nats://127.0.0.1:{}")
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -143,6 +143,16 @@ def kafka_process() -> ServerProcess:
             "--storage-engine", "memory://tansu/",
         ],
     )  # fmt: skip
+
+
+def machine_or_own(port: int, make: Callable[[], ServerProcess], url: str) -> Iterator[str]:
+    """`url` (with `{}` for the port) of the machine's server on `port`, else of a private
+    one started for as long as the caller iterates."""
+    if reachable("127.0.0.1", port):
+        yield url.format(port)
+        return
+    with running(make) as server:
+        yield url.format(server.port)
 
 
 @contextlib.contextmanager

@@ -24,8 +24,11 @@ from examples.shop.app import POISON_SKU, app, invoices, orders, payments
 from examples.shop.demo import make_orders, place_orders
 from examples.shop.events import InvoiceIssued, OrderPlaced, PaymentCaptured
 
-from riverbed import Broker, Record, TopicPartition
+from riverbed import Broker
 from riverbed.brokers import broker_from_url
+from riverbed.brokers.counting import group_lag
+
+from .conftest import read_topic
 
 REPO = Path(__file__).resolve().parents[2]
 DLQ = "orders.dlq"
@@ -69,26 +72,6 @@ async def broker(sqlite_url: str) -> AsyncIterator[Broker]:
     await b.start()
     yield b
     await b.aclose()
-
-
-async def read_topic(broker: Broker, topic: str) -> list[Record[Any]]:
-    """Every record stored in `topic` now, partition by partition."""
-    info = await broker.describe_topic(topic)
-    ends = info.end_offsets()
-    positions = {TopicPartition(topic, p.partition): p.start_offset for p in info.partitions}
-    out: list[Record[Any]] = []
-    # Stops at the end offsets seen first, or when nothing more comes: on Kafka the last
-    # offsets below an end can be transaction markers, which are never fetched.
-    while todo := {tp: pos for tp, pos in positions.items() if pos < ends[tp.partition]}:
-        batch = await broker.fetch(todo, max_records=5000)
-        if not batch:
-            break
-        for rec in batch:
-            tp = TopicPartition(rec.topic, rec.partition)
-            if rec.offset < ends[rec.partition] and rec.offset >= positions[tp]:
-                out.append(rec)
-                positions[tp] = rec.offset + 1
-    return out
 
 
 class RunLog:
@@ -162,20 +145,9 @@ class RunLog:
 
 
 async def lags(broker: Broker) -> dict[str, int]:
-    """Group -> records stored at or after its committed offsets, over all partitions.
-
-    Counted by reading, since offsets have gaps on some backends (Redis, NATS)."""
-    out = {}
-    for group, topic in GROUPS:
-        info = await broker.describe_topic(topic)
-        committed = await broker.committed(group, topic)
-        positions = {TopicPartition(topic, p): committed.get(p, 0) for p in info.end_offsets()}
-        out[group] = 0
-        while batch := await broker.fetch(positions, max_records=5000):
-            out[group] += len(batch)
-            for rec in batch:
-                positions[TopicPartition(topic, rec.partition)] = rec.offset + 1
-    return out
+    """Group -> records stored past its committed offsets (counted: offsets have gaps on
+    some backends)."""
+    return {group: sum((await group_lag(broker, group, topic)).values()) for group, topic in GROUPS}
 
 
 # -- the demo -------------------------------------------------------------------------------

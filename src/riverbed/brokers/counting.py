@@ -49,7 +49,7 @@ async def group_lag(b: Broker, group: str, topic: str) -> dict[int, int]:
         p.partition: await count_between(
             b,
             TopicPartition(topic, p.partition),
-            max(committed.get(p.partition, p.start_offset), p.start_offset),
+            max(committed.get(p.partition, 0), p.start_offset),
             p.end_offset,
         )
         for p in info.partitions

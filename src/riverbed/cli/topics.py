@@ -31,7 +31,7 @@ topics = typer.Typer(
 
 
 Counts = dict[int, int]
-"""Partition -> records stored (see `_counts`)."""
+"""Partition -> records stored (see `riverbed.brokers.counting`)."""
 
 
 def _summary(info: TopicInfo, counts: Counts) -> dict[str, Any]:

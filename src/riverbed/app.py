@@ -12,14 +12,14 @@ import contextlib
 import logging
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, TypeVar, overload
 
 from riverbed._threads import DaemonThreadPool
 from riverbed.brokers import broker_from_url
 from riverbed.brokers.base import Broker, TopicSpec
-from riverbed.codecs import CodecName, make_codec
+from riverbed.codecs import CodecName, SchemaCodec, make_codec
 from riverbed.consumers import ConsumerSpec, StartFrom
 from riverbed.errors import (
     ConfigError,
@@ -29,6 +29,11 @@ from riverbed.errors import (
 )
 from riverbed.member import ConsumerOptions, GroupMember
 from riverbed.portal import Portal
+from riverbed.processing.clock import Clock, SystemClock
+from riverbed.processing.runner import flow_members
+from riverbed.processing.stream import Stream
+from riverbed.processing.table import Table
+from riverbed.processing.topology import Flow, SubTopology
 from riverbed.producer import Producer
 from riverbed.stats import ConsumerStatsSnapshot
 from riverbed.topics import DLQ_SUFFIX, KeyFunc, Position, Topic, validate_topic_name
@@ -61,6 +66,7 @@ class App:
         max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
         consumer_options: ConsumerOptions | None = None,
         maintenance_interval: float = 5.0,
+        clock: Clock | None = None,
     ) -> None:
         if not _APP_NAME.fullmatch(name):
             raise ConfigError(
@@ -84,6 +90,10 @@ class App:
         self._members: list[GroupMember] = []
         self._runner: asyncio.Task[None] | None = None
         self._pool: DaemonThreadPool | None = None
+        self.clock: Clock = clock or SystemClock()
+        """The flows' wall clock (windows of quiet partitions close on it)."""
+        self._flows: list[Flow] = []
+        self._tables: dict[str, Table[Any]] = {}
 
     def __repr__(self) -> str:
         return f"App({self.name!r})"
@@ -165,6 +175,66 @@ class App:
     def topics(self) -> Mapping[str, Topic[Any]]:
         return dict(self._topics)
 
+    def internal_topic(
+        self, name: str, partitions: int, *, schema: Any = None, codec: SchemaCodec | None = None
+    ) -> Topic[Any]:
+        """A topic riverbed declares for itself (repartitions, changelogs, late records)."""
+        existing = self._topics.get(name)
+        if existing is not None:
+            return existing
+        validate_topic_name(name)
+        spec = TopicSpec(name, partitions)
+        chosen = codec or make_codec(schema or bytes, self.codec)
+        topic: Topic[Any] = Topic(self, spec, chosen, internal=True)
+        self._topics[name] = topic
+        return topic
+
+    # -- processors ---------------------------------------------------------------------
+    def stream(
+        self, topic: Topic[T] | str, *, name: str | None = None, retry: Retry | None = None
+    ) -> Stream[T]:
+        """Start a dataflow reading `topic`; see `riverbed.processing.stream`.
+
+        `name` (default: the topic's name) names the flow's consumer group
+        (`<app>.<name>`), internal topics and tables; `retry` is the policy of a
+        failing step before its record goes to the dead letters.
+        """
+        t = self.get_topic(topic) if isinstance(topic, str) else topic
+        flow_name = name or t.name
+        if any(f.name == flow_name for f in self._flows):
+            raise ConfigError(
+                f"a flow named {flow_name!r} exists on app {self.name!r}; pass name=..."
+            )
+        flow = Flow(self, validate_topic_name(flow_name), retry=retry or Retry(), clock=self.clock)
+        self._flows.append(flow)
+        sub, entry = flow.sub(t)
+        return Stream(flow, sub, entry, t.schema)
+
+    def table(self, name: str, schema: Any = None) -> Table[Any]:
+        """Declare a keyed table (str keys) that a consumer (`tables=[...]`) writes.
+
+        `schema` types its values (as a topic's schema: Event, pydantic model,
+        dataclass, dict); None keeps JSON data. Its changes go to the changelog topic
+        `<app>.<name>.changelog` with the writer's commits.
+        """
+        table: Table[Any] = Table(self, name, schema)
+        self.add_table(table)
+        return table
+
+    def add_table(self, table: Table[Any]) -> None:
+        """Register a table (flows do it for their aggregations)."""
+        if table.name in self._tables:
+            raise ConfigError(f"table {table.name!r} is declared twice on app {self.name!r}")
+        self._tables[table.name] = table
+
+    @property
+    def tables(self) -> Mapping[str, Table[Any]]:
+        return dict(self._tables)
+
+    @property
+    def flows(self) -> list[Flow]:
+        return list(self._flows)
+
     @property
     def consumers(self) -> list[ConsumerSpec]:
         return list(self._consumers)
@@ -189,19 +259,26 @@ class App:
         retry: Retry | None = None,
         dead_letter: bool = True,
         start: StartFrom = "earliest",
+        tables: Sequence[Table[Any]] = (),
     ) -> Callable[[F], F]:
         """Register a handler for a topic; returns the function unchanged.
 
         The handler takes `(event)` or `(event, ctx)`; annotate the first parameter as
         `Record[...]` to get the whole record. Sync handlers run in a thread pool.
         `group` defaults to `<app>.<function name>`. `start` says where a group with no
-        committed offset begins.
+        committed offset begins. `tables` are the tables the handler writes: their
+        changes commit with the handler's offsets (one transaction on the sqlite log).
         """
         t = self.get_topic(topic) if isinstance(topic, str) else topic
         if concurrency < 1:
             raise ConfigError(f"concurrency must be at least 1, got {concurrency}")
         if start not in ("earliest", "latest"):
             raise ConfigError(f"start must be 'earliest' or 'latest', got {start!r}")
+        if tables and concurrency != 1:
+            raise ConfigError(
+                "a handler that writes tables runs with concurrency=1: its writes must "
+                "apply in partition order"
+            )
 
         def register(func: F) -> F:
             is_async, wants_record, wants_ctx = ConsumerSpec.inspect_handler(func)
@@ -222,7 +299,10 @@ class App:
                 is_async,
                 wants_record,
                 wants_ctx,
+                tuple(tables),
             )
+            for table in tables:
+                table.bind(spec.group, t.partitions)
             self._consumers.append(spec)
             if dead_letter:
                 self.dlq_topic(t)
@@ -286,6 +366,10 @@ class App:
 
     async def _create_topics(self, broker: Broker) -> None:
         caps = broker.capabilities
+        for table in self._tables.values():
+            if table.partitions:  # bound to its writer: the changelog is partitioned alike
+                spec = TopicSpec(table.changelog, table.partitions, compact=caps.compaction)
+                await broker.create_topic(spec)
         for t in self._topics.values():
             if t.spec.compact and not caps.compaction:
                 raise UnsupportedCapability(
@@ -311,8 +395,12 @@ class App:
             GroupMember(self, group, specs, broker, self.consumer_options, self._pool)
             for group, specs in self._groups().items()
         ]
+        self._members += flow_members(self, self._subtopologies(), broker, self._pool)
         self.portal.lend(asyncio.get_running_loop())
         self._runner = asyncio.create_task(self._run_members(), name=f"riverbed-{self.name}")
+
+    def _subtopologies(self) -> list[SubTopology]:
+        return [sub for flow in self._flows for sub in flow.subs]
 
     def _groups(self) -> dict[str, list[ConsumerSpec]]:
         groups: dict[str, list[ConsumerSpec]] = {}

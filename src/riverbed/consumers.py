@@ -10,11 +10,13 @@ without a dead-letter entry or, with `dead_letter=False`, an error log naming th
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 import random
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Literal, get_origin, get_type_hints
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from concurrent.futures import Executor
 
     from riverbed.context import Context
+    from riverbed.processing.table import Table
     from riverbed.topics import Topic
 
 __all__ = ["ConsumerSpec", "FailureInfo", "Outcome", "attempt", "dlq_headers", "recover"]
@@ -70,6 +73,8 @@ class ConsumerSpec:
     is_async: bool = False
     wants_record: bool = False
     wants_context: bool = False
+    tables: tuple[Table[Any], ...] = ()
+    """Tables the handler writes (their changes commit with its offsets)."""
 
     @property
     def name(self) -> str:
@@ -118,15 +123,24 @@ class FailureInfo:
 
 
 async def attempt(
-    spec: ConsumerSpec, record: Record[Any], ctx: Context | None, pool: Executor
+    spec: ConsumerSpec,
+    record: Record[Any],
+    ctx: Context | None,
+    pool: Executor,
+    scope: AbstractContextManager[Any] | None = None,
 ) -> None:
     """One try: decode the payload (once per record) and call the handler.
 
     This is the hot path, kept to one coroutine frame; exceptions propagate to the
-    caller, which hands them to `recover`.
+    caller, which hands them to `recover`. `scope` wraps the call of a handler that
+    writes tables (their writes are journaled per try).
     """
     if record.data is None:
         record.data = spec.topic.codec.decode(record.value)
+    if scope is not None:
+        with scope:
+            await _call(spec, record, ctx, pool)
+        return
     arg = record if spec.wants_record else record.data
     if spec.is_async:
         if ctx is None:
@@ -134,8 +148,20 @@ async def attempt(
         else:
             await spec.func(arg, ctx)
         return
+    await _call(spec, record, ctx, pool)
+
+
+async def _call(
+    spec: ConsumerSpec, record: Record[Any], ctx: Context | None, pool: Executor
+) -> None:
+    arg = record if spec.wants_record else record.data
     args = (arg,) if ctx is None else (arg, ctx)
-    result = await asyncio.get_running_loop().run_in_executor(pool, lambda: spec.func(*args))
+    if spec.is_async:
+        await spec.func(*args)
+        return
+    # The thread runs in a copy of this context: it sees what the scope set.
+    call = contextvars.copy_context().run
+    result = await asyncio.get_running_loop().run_in_executor(pool, call, spec.func, *args)
     if inspect.isawaitable(result):
         if inspect.iscoroutine(result):
             result.close()
@@ -154,6 +180,7 @@ async def recover(
     pool: Executor,
     stopping: asyncio.Event,
     rand: random.Random,
+    scope: AbstractContextManager[Any] | None = None,
 ) -> tuple[Outcome, FailureInfo]:
     """After a failed first try: retry per policy until success or the tries are spent.
 
@@ -179,7 +206,7 @@ async def recover(
         log.debug("retrying %s@%d in %.3fs: %r", record.topic, record.offset, delay, exc)
         await _backoff(delay, stopping)
         try:
-            await attempt(spec, record, ctx, pool)
+            await attempt(spec, record, ctx, pool, scope)
             return Outcome.DONE, info
         except Exception as next_exc:
             exc = next_exc

@@ -25,7 +25,7 @@ import os
 import random
 import socket
 from collections import defaultdict, deque
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -41,8 +41,10 @@ from riverbed.consumers import (
     recover,
 )
 from riverbed.context import Context
-from riverbed.errors import FencedError
+from riverbed.errors import ConfigError, FencedError
 from riverbed.events import Record
+from riverbed.processing.tableset import RecordScope, TableSet
+from riverbed.processing.task import Run
 from riverbed.stats import ConsumerStats
 
 if TYPE_CHECKING:
@@ -110,6 +112,7 @@ class GroupMember:
         for spec in specs:
             self._by_topic[spec.topic.name].append(spec)
         self._concurrency = max(s.concurrency for s in specs)
+        self._tables = _table_set(app, group, specs)
         self._transactional = broker.capabilities.transactions
         self._rand = random.Random()
         self._stopping = asyncio.Event()
@@ -181,6 +184,7 @@ class GroupMember:
                 side = [
                     tg.create_task(self._heartbeat_loop()),
                     tg.create_task(self._commit_loop()),
+                    *(tg.create_task(loop) for loop in self._extra_loops()),
                 ]
                 queues, workers = self._start_workers(tg)
                 fetcher = tg.create_task(self._fetch_loop(queues))
@@ -226,6 +230,23 @@ class GroupMember:
             task.add_done_callback(self._release_tasks.discard)
 
     async def _start_partitions(self, tps: list[TopicPartition]) -> None:
+        reach: dict[int, int] = {}
+        if self._tables:
+            # State first: no record of a partition runs before its tables are back.
+            reach = await self._tables.restore(self.broker, [tp.partition for tp in tps])
+            self._restored(tps)
+        await self._start_positions(tps)
+        for tp in tps:
+            applied = reach.get(tp.partition)
+            if applied is not None and applied > self._positions.get(tp, applied):
+                # Without transactions the changelog can get ahead of the committed
+                # offset: those records' effects are in the state already.
+                self._positions[tp] = self._done[tp] = applied
+
+    def _restored(self, tps: list[TopicPartition]) -> None:
+        """The tables of `tps` were restored (flows open their windows here)."""
+
+    async def _start_positions(self, tps: list[TopicPartition]) -> None:
         for topic in {tp.topic for tp in tps}:
             committed = await self.broker.committed(self.group, topic)
             ends: dict[int, int] = {}
@@ -255,6 +276,8 @@ class GroupMember:
         self.stats.rebalances += 1
 
     def _forget(self, tp: TopicPartition) -> None:
+        if self._tables:
+            self._tables.drop(tp.partition)
         self._positions.pop(tp, None)
         self._slots.pop(tp, None)
         self._done.pop(tp, None)
@@ -384,7 +407,9 @@ class GroupMember:
         if len(specs) != 1:
             return None
         spec = specs[0]
-        fits = spec.is_async and not spec.wants_context and not spec.wants_record
+        fits = (
+            spec.is_async and not spec.wants_context and not spec.wants_record and not spec.tables
+        )
         return spec if fits else None
 
     async def _handle_inline(self, rec: Record[Any], tp: TopicPartition) -> None:
@@ -461,17 +486,29 @@ class GroupMember:
             if spec.wants_context
             else None
         )
+        scope = self._scope(rec) if spec.tables else None
         try:
-            await attempt(spec, rec, ctx, self._pool)
+            await attempt(spec, rec, ctx, self._pool, scope)
         except Exception as exc:
             outcome, info = await recover(
-                spec, rec, ctx, exc, pool=self._pool, stopping=self._stopping, rand=self._rand
+                spec,
+                rec,
+                ctx,
+                exc,
+                pool=self._pool,
+                stopping=self._stopping,
+                rand=self._rand,
+                scope=scope,
             )
             self._settle(spec, rec, outputs, ctx, outcome, info)
         else:
             self.stats.handled += 1
             if ctx is not None and ctx.outputs:
                 outputs.extend(ctx.outputs)
+
+    def _scope(self, rec: Record[Any]) -> RecordScope:
+        assert self._tables is not None  # specs with tables made the set
+        return RecordScope(self._tables, Run(self.app, self.group, rec.partition))
 
     def _settle(
         self,
@@ -548,11 +585,27 @@ class GroupMember:
         async with self._commit_lock:
             offsets = {tp: off for tp, off in self._done.items() if off != self._committed.get(tp)}
             outputs, self._outputs = self._outputs, []
+            # State changes go last: where appends are not one transaction, the state
+            # that says "applied up to here" must not land before the outputs it made.
+            outputs.extend(self._state_outputs())
             if not offsets and not outputs:
                 return
             await self._write(outputs, offsets)
             self._committed.update(offsets)
             self.stats.commits += 1
+
+    def _state_outputs(self) -> list[tuple[str, Record[Any]]]:
+        """The changelog records of the tables' changes since the last commit."""
+        if not self._tables:
+            return []
+        out: list[tuple[str, Record[Any]]] = []
+        for tp, offset in self._done.items():
+            out.extend(self._tables.changelog(tp.partition, offset))
+        return out
+
+    def _extra_loops(self) -> list[Coroutine[Any, Any, None]]:
+        """More background loops of a session (flows: the wall-clock tick)."""
+        return []
 
     async def _write(
         self, outputs: list[tuple[str, Record[Any]]], offsets: dict[TopicPartition, int]
@@ -584,6 +637,20 @@ class GroupMember:
             )
             for task in pending:
                 task.cancel()
+
+
+def _table_set(app: App, group: str, specs: Sequence[ConsumerSpec]) -> TableSet | None:
+    tables = [t for s in specs for t in s.tables]
+    if not tables:
+        return None
+    topics = {s.topic.name for s in specs}
+    if len(topics) > 1:
+        raise ConfigError(
+            f"group {group!r} writes tables and reads {len(topics)} topics "
+            f"({', '.join(sorted(topics))}); a table follows one input topic's partitions: "
+            "give each topic's handler its own group"
+        )
+    return TableSet(app, tables, topics.pop())
 
 
 def _group_by_topic(

@@ -1,0 +1,121 @@
+"""The stateful steps: aggregations and windowed aggregations.
+
+Both keep their state in a table's `PartitionStore` for the partition being processed
+(`run.store(table)`), so it is journaled per record and committed with the offsets.
+Each pushes the changed result downstream (the table's stream of changes), which
+`to(topic)` can publish.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from riverbed.errors import DeadLetter
+from riverbed.processing.nodes import Node
+
+if TYPE_CHECKING:
+    from riverbed.processing.windows import WindowResult
+
+    from riverbed.processing.table import AggregateTable, WindowedTable
+    from riverbed.processing.task import Run
+    from riverbed.topics import Topic
+
+__all__ = ["AggregateNode", "WindowNode"]
+
+_MISSING: Any = object()
+
+
+def _require_key(key: str | None, table: str) -> str:
+    if key is None:
+        # No retry can give a keyless record a key: straight to the dead letters.
+        raise DeadLetter(
+            f"aggregation {table!r} needs a key and the record has none; group_by(fn) "
+            "to derive one, or publish the input with keys"
+        )
+    return key
+
+
+class AggregateNode(Node):
+    """`group_by(...).count()` and friends: one running value per key."""
+
+    def __init__(self, table: AggregateTable[Any]) -> None:
+        super().__init__()
+        self.table = table
+        self.aggregator = table.aggregator
+
+    def update(self, run: Run, key: str | None, value: Any) -> tuple[str, Any]:
+        key = _require_key(key, self.table.name)
+        store = run.store(self.table)
+        agg = self.aggregator
+        acc = store.data.get(key, _MISSING)
+        acc = agg.add(agg.init() if acc is _MISSING else acc, value)
+        store.put(key, acc)
+        return key, agg.result(acc)
+
+    def push(self, run: Run, key: str | None, value: Any, ts: int) -> None:
+        key, result = self.update(run, key, value)
+        self.forward(run, key, result, ts)
+
+    async def apush(self, run: Run, key: str | None, value: Any, ts: int) -> None:
+        key, result = self.update(run, key, value)
+        await self.aforward(run, key, result, ts)
+
+
+class WindowNode(Node):
+    """A windowed aggregation: updates and closes windows, sends late records aside."""
+
+    def __init__(self, table: WindowedTable, late: Topic[Any] | None) -> None:
+        super().__init__()
+        self.table = table
+        self.late = late
+        self.arrivals: dict[int, tuple[int, int]] = {}
+        """Partition -> (wall-clock ms of the last record, the watermark after it)."""
+
+    def update(self, run: Run, key: str | None, value: Any, ts: int) -> list[WindowResult]:
+        key = _require_key(key, self.table.name)
+        part = self.table.part(run.partition)
+        results = part.add(key, ts, value)
+        if results is None:
+            if self.late is not None:
+                run.emit(self.late, key, value, ts)
+            return []
+        self.arrivals[run.partition] = (run.now_ms, part.watermark or ts)
+        return results
+
+    def push(self, run: Run, key: str | None, value: Any, ts: int) -> None:
+        for k, out, t in _items(self.update(run, key, value, ts)):
+            self.forward(run, k, out, t)
+
+    async def apush(self, run: Run, key: str | None, value: Any, ts: int) -> None:
+        for k, out, t in _items(self.update(run, key, value, ts)):
+            await self.aforward(run, k, out, t)
+
+    def opened(self, partition: int, now_ms: int) -> None:
+        """A partition's state was restored: wall-clock closing counts from now."""
+        watermark = self.table.part(partition).watermark
+        if watermark is not None:
+            self.arrivals[partition] = (now_ms, watermark)
+
+    def tick(self, run: Run) -> list[tuple[str, dict[str, Any], int]]:
+        """Wall-clock time passed with no record: move the watermark on as far; returns
+        the items to push downstream (windows that closed)."""
+        arrival = self.arrivals.get(run.partition)
+        if arrival is None:
+            return []
+        wall, watermark = arrival
+        part = self.table.part(run.partition)
+        return _items(part.advance(watermark + run.now_ms - wall))
+
+    def forget(self, partition: int) -> None:
+        self.arrivals.pop(partition, None)
+
+
+def _items(results: list[WindowResult]) -> list[tuple[str, dict[str, Any], int]]:
+    """Window results as the items pushed downstream (time: the window's last ms)."""
+    items = []
+    for r in results:
+        out = {"key": r.key, "start": r.start, "end": r.end, "value": r.value, "final": r.final}
+        if r.removed:
+            out["removed"] = True
+        items.append((r.key, out, r.end - 1))
+    return items

@@ -1,0 +1,147 @@
+"""One partition of one table's state: a dict, a journal, and its changelog encoding.
+
+A `PartitionStore` is the `StateView` the runtime hands to processing steps. It keeps:
+- `data`: the current state, what reads see;
+- `dirty`: keys changed since the last commit, whose latest values go to the changelog
+  topic in the commit that also stores the input offsets (one transaction on the sqlite
+  log: state, outputs and offsets are exactly-once together);
+- an undo journal for the record being processed: a record whose step raises has its
+  writes rolled back before it is retried or dead-lettered, so a failed try never
+  leaves half its effect in the table.
+
+It also remembers `applied`: per input topic, the next offset whose effect is not yet in
+the state. The changelog carries it, so a restore knows how far the state reaches; on
+backends without transactions a restarted task skips the records already applied
+(idempotent table writes) instead of counting them twice.
+
+Changelog records: key = the state key as JSON (a str key is a JSON string, an engine's
+tuple key a JSON array), value = the value as JSON; a deletion is an empty value with
+the `rb-tombstone` header. The offsets ride as the key `null`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterator
+from typing import Any
+
+import msgspec
+
+__all__ = ["TOMBSTONE_HEADER", "PartitionStore", "decode_key", "encode_key"]
+
+TOMBSTONE_HEADER = "rb-tombstone"
+OFFSETS_KEY = b"null"
+_MISSING: Any = object()
+_DELETED: Any = object()  # in `dirty`: the key was deleted
+_json_encode = msgspec.json.Encoder().encode
+_json_decode = msgspec.json.Decoder().decode
+
+
+def encode_key(key: Hashable) -> bytes:
+    """The changelog key of a state key (str or tuple of str/int)."""
+    return _json_encode(key)
+
+
+def decode_key(raw: bytes) -> Hashable:
+    """The state key of a changelog key: JSON arrays become tuples again."""
+    key = _json_decode(raw)
+    return tuple(key) if isinstance(key, list) else key
+
+
+class PartitionStore:
+    """State of one partition, journaled per record (see the module docstring)."""
+
+    __slots__ = ("_undo", "applied", "data", "dirty", "partition")
+
+    def __init__(self, partition: int) -> None:
+        self.partition = partition
+        self.data: dict[Hashable, Any] = {}
+        self.dirty: dict[Hashable, Any] = {}
+        self.applied: dict[str, int] = {}
+        self._undo: list[tuple[Hashable, Any, Any]] | None = None
+
+    # -- StateView ----------------------------------------------------------------------
+    def get(self, key: Hashable, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+    def put(self, key: Hashable, value: Any) -> None:
+        if self._undo is not None:
+            self._undo.append((key, self.data.get(key, _MISSING), self.dirty.get(key, _MISSING)))
+        self.data[key] = value
+        self.dirty[key] = value
+
+    def delete(self, key: Hashable) -> None:
+        if key not in self.data:
+            return
+        if self._undo is not None:
+            self._undo.append((key, self.data[key], self.dirty.get(key, _MISSING)))
+        del self.data[key]
+        self.dirty[key] = _DELETED
+
+    def items(self) -> Iterator[tuple[Hashable, Any]]:
+        return iter(list(self.data.items()))
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    # -- per-record journal ---------------------------------------------------------------
+    def begin(self) -> None:
+        """Start journaling the writes of one record."""
+        self._undo = []
+
+    def end(self) -> None:
+        """The record succeeded: keep its writes."""
+        self._undo = None
+
+    def rollback(self) -> None:
+        """The record failed: undo its writes, newest first."""
+        undo, self._undo = self._undo, None
+        for key, old, old_dirty in reversed(undo or ()):
+            if old is _MISSING:
+                self.data.pop(key, None)
+            else:
+                self.data[key] = old
+            if old_dirty is _MISSING:
+                self.dirty.pop(key, None)
+            else:
+                self.dirty[key] = old_dirty
+
+    # -- changelog ------------------------------------------------------------------------
+    def drain(self, encode: Callable[[Any], bytes]) -> list[tuple[bytes, bytes | None]]:
+        """The changelog entries (key, value or None for a deletion) of the dirty keys,
+        then the applied offsets; clears `dirty`.
+
+        A record may be mid-way (a coroutine step awaiting, a sync handler in its
+        thread) while the commit drains: its writes are not part of this commit, so a
+        key it touched goes out with its value from before the record, and stays dirty
+        for the next commit.
+        """
+        before = self._before_record()
+        out: list[tuple[bytes, bytes | None]] = []
+        for k, v in self.dirty.items():
+            if k in before:
+                v = before[k]
+                if v is _MISSING:
+                    continue  # clean before the record: nothing of it to commit yet
+            out.append((encode_key(k), None if v is _DELETED else encode(v)))
+        self.dirty = {k: self.dirty[k] for k in before if k in self.dirty}
+        out.append((OFFSETS_KEY, _json_encode(self.applied)))
+        return out
+
+    def _before_record(self) -> dict[Hashable, Any]:
+        """Key -> its dirty value before the record in progress (_MISSING: was clean)."""
+        before: dict[Hashable, Any] = {}
+        for key, _old, old_dirty in self._undo or ():
+            before.setdefault(key, old_dirty)
+        return before
+
+    def load(self, key: bytes, value: bytes | None, decode: Callable[[bytes], Any]) -> None:
+        """Apply one changelog entry while restoring (not journaled, not dirty)."""
+        if key == OFFSETS_KEY:
+            if value is not None:
+                self.applied = _json_decode(value)
+            return
+        k = decode_key(key)
+        if value is None:
+            self.data.pop(k, None)
+        else:
+            self.data[k] = decode(value)

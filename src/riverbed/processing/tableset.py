@@ -1,0 +1,142 @@
+"""The tables one consumer group writes, and their life with the group's partitions.
+
+A group that writes tables reads one topic (its *input*); table partition p is input
+partition p's state. `TableSet` restores a partition's stores from the changelogs when
+the group gets the partition, drops them when it goes, journals each record's writes
+(`scope`), and turns the changes since the last commit into changelog records that
+carry the input offset the state reaches (`changelog`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from contextvars import Token
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from riverbed.brokers.base import Broker, TopicPartition
+from riverbed.events import IdGenerator, Record
+from riverbed.processing.store import TOMBSTONE_HEADER, PartitionStore
+from riverbed.processing.table import current_run
+
+if TYPE_CHECKING:
+    from riverbed.app import App
+    from riverbed.processing.table import Table
+    from riverbed.processing.task import Run
+
+__all__ = ["CHANGELOG_TYPE", "RecordScope", "TableSet"]
+
+CHANGELOG_TYPE = "riverbed.changelog"
+_RESTORE_BATCH = 5000
+
+
+class TableSet:
+    """The tables of one group (see the module docstring)."""
+
+    def __init__(self, app: App, tables: Sequence[Table[Any]], input_topic: str) -> None:
+        self.app = app
+        self.tables = list(tables)
+        self.input = input_topic
+        self._ids = IdGenerator()
+
+    def __bool__(self) -> bool:
+        return bool(self.tables)
+
+    # -- per record -------------------------------------------------------------------------
+    def begin(self, partition: int) -> None:
+        for t in self.tables:
+            t.store(partition).begin()  # type: ignore[union-attr]
+
+    def end(self, partition: int) -> None:
+        for t in self.tables:
+            t.store(partition).end()  # type: ignore[union-attr]
+
+    def rollback(self, partition: int) -> None:
+        for t in self.tables:
+            t.store(partition).rollback()  # type: ignore[union-attr]
+
+    # -- partitions coming and going -------------------------------------------------------------
+    async def restore(self, broker: Broker, partitions: Sequence[int]) -> dict[int, int]:
+        """Load `partitions` from the changelogs; returns, per partition, the input
+        offset the restored state reaches (absent: no state yet)."""
+        reach: dict[int, int] = {}
+        for table in self.tables:
+            ends = (await broker.describe_topic(table.changelog)).end_offsets()
+            for p in partitions:
+                store = PartitionStore(p)
+                await _replay(broker, table, TopicPartition(table.changelog, p), ends[p], store)
+                table.attach(p, store)
+                applied = store.applied.get(self.input)
+                if applied is not None:
+                    reach[p] = min(reach.get(p, applied), applied)
+        return reach
+
+    def drop(self, partition: int) -> None:
+        for table in self.tables:
+            table.detach(partition)
+
+    def changelog(self, partition: int, applied: int) -> list[tuple[str, Record[Any]]]:
+        """The changelog records of `partition`'s dirty state, with the applied offset."""
+        out: list[tuple[str, Record[Any]]] = []
+        now = time.time_ns() // 1_000_000
+        for table in self.tables:
+            store = table.store(partition)
+            if store is None or not store.dirty:
+                continue
+            store.applied = {self.input: applied}
+            for key, value in store.drain(table.encode):
+                out.append((table.changelog, self._entry(partition, key, value, now)))
+        return out
+
+    def _entry(self, partition: int, key: bytes, value: bytes | None, now: int) -> Record[Any]:
+        headers = {TOMBSTONE_HEADER: "1"} if value is None else {}
+        value_bytes = b"" if value is None else value
+        return Record(
+            self._ids.new(), CHANGELOG_TYPE, self.app.name, now, key, value_bytes, headers,
+            partition=partition,
+        )  # fmt: skip
+
+
+class RecordScope:
+    """`with scope:` around one try of a handler that writes tables: the writes are
+    journaled, kept if the try returns and undone if it raises; `current_run` tells the
+    tables which partition is being processed (also in a sync handler's thread, which
+    runs in a copy of this context)."""
+
+    def __init__(self, tables: TableSet, run: Run) -> None:
+        self._tables = tables
+        self._run = run
+        self._token: Token[Run | None] | None = None
+
+    def __enter__(self) -> RecordScope:
+        self._tables.begin(self._run.partition)
+        self._token = current_run.set(self._run)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._token is not None:
+            current_run.reset(self._token)
+        if exc_type is None:
+            self._tables.end(self._run.partition)
+        else:
+            self._tables.rollback(self._run.partition)
+
+
+async def _replay(
+    broker: Broker, table: Table[Any], tp: TopicPartition, end: int, store: PartitionStore
+) -> None:
+    position = 0
+    while position < end:
+        batch = await broker.fetch({tp: position}, max_records=_RESTORE_BATCH)
+        if not batch:
+            break  # retention removed the tail meanwhile: nothing more to read
+        for rec in batch:
+            tombstone = rec.headers.get(TOMBSTONE_HEADER) if rec.headers else None
+            store.load(rec.key or b"null", None if tombstone else rec.value, table.decode)
+            position = rec.offset + 1

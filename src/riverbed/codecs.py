@@ -9,7 +9,7 @@ otherwise. Nothing here ever decodes pickle.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal, Protocol
 
 import msgspec
@@ -110,6 +110,14 @@ class SchemaCodec:
             return self._decoder.decode(payload)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise DecodeError(_describe(exc, self.schema)) from exc
+
+    def fast_decoder(self) -> Callable[[bytes], Any]:
+        """`decode` without its error translation, for hot loops that fall back to
+        `decode` (and its clear messages) when this raises."""
+        if self._raw or self._pydantic:
+            return self.decode
+        decode: Callable[[bytes], Any] = self._decoder.decode
+        return decode
 
     def _decode_pydantic(self, payload: bytes) -> Any:
         if self.name == "json":

@@ -28,6 +28,9 @@ from riverbed.consumers import H_REPLAY_GROUP, ConsumerSpec, recover
 from riverbed.context import Context
 from riverbed.events import Record
 from riverbed.member import ConsumerOptions, GroupMember
+from riverbed.processing.nodes import Node
+from riverbed.processing.store import Journal
+from riverbed.processing.table import current_run
 from riverbed.processing.task import Run, Task
 
 if TYPE_CHECKING:
@@ -71,7 +74,7 @@ class FlowMember(GroupMember):
         super().__init__(app, sub.group, specs, broker, options, pool)
         self._tables = self.task.tables if sub.tables else None
         self._specs = {s.topic.name: s for s in specs}
-        self._runs: dict[int, Run] = {}
+        self._keys: dict[bytes, str] = {}
         # With coroutine steps a record's processing yields to the loop: the tick must
         # not run in between (its writes would join the record's journal).
         self._steps = asyncio.Lock()
@@ -88,58 +91,127 @@ class FlowMember(GroupMember):
         super()._forget(tp)
         for node in self.sub.windows:
             node.forget(tp.partition)
-        self._runs.pop(tp.partition, None)
 
     def _extra_loops(self) -> list[Coroutine[Any, Any, None]]:
         return [self._tick_loop()] if self.sub.windows else []
 
     # -- processing ---------------------------------------------------------------------------
     def _run(self, partition: int) -> Run:
-        run = self._runs.get(partition)
-        if run is None:
-            run = self._runs[partition] = Run(self.app, self.group, partition)
-        run.outputs = []
+        run = self.task.run(self.group, partition)
         run.now_ms = self.clock.now_ms()
         return run
 
+    def _key(self, raw: bytes | None) -> str | None:
+        if raw is None:
+            return None
+        key = self._keys.get(raw)
+        if key is None:
+            if len(self._keys) > 100_000:
+                self._keys.clear()  # bounded: a cache for the keys that repeat
+            key = self._keys[raw] = raw.decode("utf-8", "surrogateescape")
+        return key
+
     async def _dispatch_inline(self, records: list[Record[Any]]) -> None:
-        positions, done, stopping, task = self._positions, self._done, self._stopping, self.task
-        tables = task.tables
+        if self.task.is_async:
+            await self._dispatch_async(records)
+            return
+        run = Run(self.app, self.group)
+        run.now_ms = self.clock.now_ms()
+        outputs = run.outputs
+        token = current_run.set(run)
+        try:
+            await self._process_batch(records, run)
+        finally:
+            current_run.reset(token)
+            self._current = None
+            self._outputs.extend(outputs)
+            if self._idle_waiters:
+                self._progress.set()
+
+    async def _process_batch(self, records: list[Record[Any]], run: Run) -> None:
+        """The fast path: no await per record, state and outputs resolved per partition.
+
+        Outputs of finished records collect in `run.outputs` and join the member's held
+        outputs before any await, so a commit never takes an offset without its outputs.
+        """
+        positions, done, stopping, tables = self._positions, self._done, self._stopping, self.task
+        journal = Journal()
+        outputs = run.outputs
+        roots: list[Node] = []
+        decode: Any = None
         tp = TopicPartition("", -1)
+        handled = 0
         for rec in records:
             if rec.partition != tp.partition or rec.topic != tp.topic:
                 tp = TopicPartition(rec.topic, rec.partition)
+                if tp not in done:
+                    continue  # revoked meanwhile
+                run.partition = tp.partition
+                run.stores = tables.tables.stores(tp.partition) if tables.tables else []
+                journal = tables.tables.journal(tp.partition) if tables.tables else Journal()
+                roots, decode = tables.roots[rec.topic], tables.decoders[rec.topic]
             pos = positions.get(tp)
             if pos is None or rec.offset < pos or stopping.is_set():
                 continue  # revoked meanwhile, or a stale duplicate from before a reset
             positions[tp] = rec.offset + 1
             if rec.headers and rec.headers.get(H_REPLAY_GROUP, self.group) != self.group:
                 self.stats.skipped += 1  # a replay meant for another group
+                done[tp] = rec.offset + 1
+                continue
+            journal.begin()
+            mark = len(outputs)
+            self._current = tp
+            try:
+                value = decode(rec.value) if rec.data is None else rec.data
+                key, ts = self._key(rec.key), rec.timestamp
+                for node in roots:
+                    node.push(run, key, value, ts)
+            except Exception as exc:
+                journal.rollback()
+                del outputs[mark:]
+                self._outputs.extend(outputs)  # before the await: see the docstring
+                outputs.clear()
+                await self._recover_record(rec, tp, exc)
+                tp = TopicPartition("", -1)  # state may have moved during the await
+                continue
+            journal.end()
+            done[tp] = rec.offset + 1
+            handled += 1
+        self._current = None
+        self.stats.handled += handled
+
+    async def _dispatch_async(self, records: list[Record[Any]]) -> None:
+        """Flows with coroutine steps: one record at a time, awaiting each step."""
+        positions, stopping = self._positions, self._stopping
+        for rec in records:
+            tp = TopicPartition(rec.topic, rec.partition)
+            pos = positions.get(tp)
+            if pos is None or rec.offset < pos or stopping.is_set():
+                continue
+            positions[tp] = rec.offset + 1
+            if rec.headers and rec.headers.get(H_REPLAY_GROUP, self.group) != self.group:
+                self.stats.skipped += 1
                 self._finish_inline(rec, tp, [])
                 continue
             run = self._run(tp.partition)
+            journal = self.task.tables.journal(tp.partition) if self.task.tables else Journal()
             self._current = tp
-            tables.begin(tp.partition)
             try:
-                if task.is_async:
-                    async with self._steps:
-                        await task.aprocess(run, rec)
-                else:
-                    task.process(run, rec)
+                async with self._steps:
+                    journal.begin()
+                    try:
+                        await self.task.aprocess(run, rec)
+                    except BaseException:
+                        journal.rollback()
+                        raise
+                    journal.end()
             except Exception as exc:
-                tables.rollback(tp.partition)
                 await self._recover_record(rec, tp, exc)
                 continue
             finally:
                 self._current = None
-            tables.end(tp.partition)
             self.stats.handled += 1
-            if tp in done:
-                done[tp] = rec.offset + 1
-                if run.outputs:
-                    self._outputs.extend(run.outputs)
-            if self._idle_waiters:
-                self._progress.set()
+            self._finish_inline(rec, tp, run.outputs)
 
     async def _recover_record(self, rec: Record[Any], tp: TopicPartition, exc: Exception) -> None:
         """The first try failed: retries per the flow's policy, then the dead letters."""
@@ -159,14 +231,14 @@ class FlowMember(GroupMember):
     async def _handle_record(self, rec: Record[Any], ctx: Context) -> None:
         """One retry of a record: the consumer rules call this through the spec."""
         run = self._run(rec.partition)
-        tables = self.task.tables
-        tables.begin(rec.partition)
+        journal = self.task.tables.journal(rec.partition) if self.task.tables else Journal()
+        journal.begin()
         try:
             await self.task.aprocess(run, rec)
         except BaseException:
-            tables.rollback(rec.partition)
+            journal.rollback()
             raise
-        tables.end(rec.partition)
+        journal.end()
         ctx.outputs.extend(run.outputs)
 
     # -- wall-clock ticks -----------------------------------------------------------------------

@@ -14,10 +14,9 @@ from riverbed.errors import DeadLetter
 from riverbed.processing.nodes import Node
 
 if TYPE_CHECKING:
-    from riverbed.processing.windows import WindowResult
-
     from riverbed.processing.table import AggregateTable, WindowedTable
     from riverbed.processing.task import Run
+    from riverbed.processing.windows import WindowResult
     from riverbed.topics import Topic
 
 __all__ = ["AggregateNode", "WindowNode"]
@@ -43,14 +42,18 @@ class AggregateNode(Node):
         self.table = table
         self.aggregator = table.aggregator
 
+    slot = 0
+    """This node's table's index among its task's tables (set by the task)."""
+
     def update(self, run: Run, key: str | None, value: Any) -> tuple[str, Any]:
-        key = _require_key(key, self.table.name)
-        store = run.store(self.table)
+        if key is None:
+            _require_key(key, self.table.name)
+        store = run.stores[self.slot]
         agg = self.aggregator
         acc = store.data.get(key, _MISSING)
         acc = agg.add(agg.init() if acc is _MISSING else acc, value)
         store.put(key, acc)
-        return key, agg.result(acc)
+        return key, agg.result(acc)  # type: ignore[return-value]
 
     def push(self, run: Run, key: str | None, value: Any, ts: int) -> None:
         key, result = self.update(run, key, value)

@@ -26,7 +26,7 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["TOMBSTONE_HEADER", "PartitionStore", "decode_key", "encode_key"]
+__all__ = ["TOMBSTONE_HEADER", "Journal", "PartitionStore", "decode_key", "encode_key"]
 
 TOMBSTONE_HEADER = "rb-tombstone"
 OFFSETS_KEY = b"null"
@@ -47,33 +47,62 @@ def decode_key(raw: bytes) -> Hashable:
     return tuple(key) if isinstance(key, list) else key
 
 
+class Journal:
+    """The undo log of the record in progress, shared by the stores of one partition
+    (one flag to raise per record, however many tables the record writes)."""
+
+    __slots__ = ("active", "entries")
+
+    def __init__(self) -> None:
+        self.active = False
+        self.entries: list[tuple[PartitionStore, Hashable, Any, Any]] = []
+
+    def begin(self) -> None:
+        self.active = True
+        self.entries.clear()
+
+    def end(self) -> None:
+        self.active = False
+
+    def rollback(self) -> None:
+        """Undo the record's writes, newest first."""
+        self.active = False
+        for store, key, old, old_dirty in reversed(self.entries):
+            store.restore(key, old, old_dirty)
+        self.entries.clear()
+
+
 class PartitionStore:
     """State of one partition, journaled per record (see the module docstring)."""
 
-    __slots__ = ("_undo", "applied", "data", "dirty", "partition")
+    __slots__ = ("applied", "data", "dirty", "journal", "partition")
 
-    def __init__(self, partition: int) -> None:
+    def __init__(self, partition: int, journal: Journal | None = None) -> None:
         self.partition = partition
         self.data: dict[Hashable, Any] = {}
         self.dirty: dict[Hashable, Any] = {}
         self.applied: dict[str, int] = {}
-        self._undo: list[tuple[Hashable, Any, Any]] | None = None
+        self.journal = journal or Journal()
 
     # -- StateView ----------------------------------------------------------------------
     def get(self, key: Hashable, default: Any = None) -> Any:
         return self.data.get(key, default)
 
     def put(self, key: Hashable, value: Any) -> None:
-        if self._undo is not None:
-            self._undo.append((key, self.data.get(key, _MISSING), self.dirty.get(key, _MISSING)))
+        journal = self.journal
+        if journal.active:
+            journal.entries.append(
+                (self, key, self.data.get(key, _MISSING), self.dirty.get(key, _MISSING))
+            )
         self.data[key] = value
         self.dirty[key] = value
 
     def delete(self, key: Hashable) -> None:
         if key not in self.data:
             return
-        if self._undo is not None:
-            self._undo.append((key, self.data[key], self.dirty.get(key, _MISSING)))
+        journal = self.journal
+        if journal.active:
+            journal.entries.append((self, key, self.data[key], self.dirty.get(key, _MISSING)))
         del self.data[key]
         self.dirty[key] = _DELETED
 
@@ -83,27 +112,16 @@ class PartitionStore:
     def __len__(self) -> int:
         return len(self.data)
 
-    # -- per-record journal ---------------------------------------------------------------
-    def begin(self) -> None:
-        """Start journaling the writes of one record."""
-        self._undo = []
-
-    def end(self) -> None:
-        """The record succeeded: keep its writes."""
-        self._undo = None
-
-    def rollback(self) -> None:
-        """The record failed: undo its writes, newest first."""
-        undo, self._undo = self._undo, None
-        for key, old, old_dirty in reversed(undo or ()):
-            if old is _MISSING:
-                self.data.pop(key, None)
-            else:
-                self.data[key] = old
-            if old_dirty is _MISSING:
-                self.dirty.pop(key, None)
-            else:
-                self.dirty[key] = old_dirty
+    def restore(self, key: Hashable, old: Any, old_dirty: Any) -> None:
+        """Put back what a journal entry saved (a rollback)."""
+        if old is _MISSING:
+            self.data.pop(key, None)
+        else:
+            self.data[key] = old
+        if old_dirty is _MISSING:
+            self.dirty.pop(key, None)
+        else:
+            self.dirty[key] = old_dirty
 
     # -- changelog ------------------------------------------------------------------------
     def drain(self, encode: Callable[[Any], bytes]) -> list[tuple[bytes, bytes | None]]:
@@ -130,8 +148,10 @@ class PartitionStore:
     def _before_record(self) -> dict[Hashable, Any]:
         """Key -> its dirty value before the record in progress (_MISSING: was clean)."""
         before: dict[Hashable, Any] = {}
-        for key, _old, old_dirty in self._undo or ():
-            before.setdefault(key, old_dirty)
+        if self.journal.active:
+            for store, key, _old, old_dirty in self.journal.entries:
+                if store is self:
+                    before.setdefault(key, old_dirty)
         return before
 
     def load(self, key: bytes, value: bytes | None, decode: Callable[[bytes], Any]) -> None:

@@ -41,9 +41,8 @@ from riverbed.processing.stateful import AggregateNode, WindowNode
 from riverbed.processing.table import AggregateTable, Table, WindowedTable
 
 if TYPE_CHECKING:
-    from riverbed.processing.windows import Emit, WindowSpec
-
     from riverbed.processing.topology import Flow, SubTopology
+    from riverbed.processing.windows import Emit, WindowSpec
     from riverbed.topics import Topic
 
 __all__ = ["GroupedStream", "Stream", "TableStream", "WindowedStream"]

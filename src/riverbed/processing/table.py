@@ -27,10 +27,9 @@ from riverbed.processing.store import PartitionStore
 from riverbed.topics import validate_topic_name
 
 if TYPE_CHECKING:
-    from riverbed.processing.windows import WindowedAggregation, WindowedPartition
-
     from riverbed.app import App
     from riverbed.processing.task import Run
+    from riverbed.processing.windows import WindowedAggregation, WindowedPartition
 
 __all__ = ["AggregateTable", "Table", "WindowValue", "WindowedTable", "current_run"]
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from riverbed.brokers.base import Broker, TopicPartition
 from riverbed.events import IdGenerator, Record
-from riverbed.processing.store import TOMBSTONE_HEADER, PartitionStore
+from riverbed.processing.store import TOMBSTONE_HEADER, Journal, PartitionStore
 from riverbed.processing.table import current_run
 
 if TYPE_CHECKING:
@@ -39,42 +39,49 @@ class TableSet:
         self.tables = list(tables)
         self.input = input_topic
         self._ids = IdGenerator()
+        self._journals: dict[int, Journal] = {}
+        self._stores: dict[int, list[PartitionStore]] = {}
 
     def __bool__(self) -> bool:
         return bool(self.tables)
 
     # -- per record -------------------------------------------------------------------------
-    def begin(self, partition: int) -> None:
-        for t in self.tables:
-            t.store(partition).begin()  # type: ignore[union-attr]
+    def journal(self, partition: int) -> Journal:
+        """The undo log shared by `partition`'s stores (restored partitions only)."""
+        return self._journals[partition]
 
-    def end(self, partition: int) -> None:
-        for t in self.tables:
-            t.store(partition).end()  # type: ignore[union-attr]
-
-    def rollback(self, partition: int) -> None:
-        for t in self.tables:
-            t.store(partition).rollback()  # type: ignore[union-attr]
+    def stores(self, partition: int) -> list[PartitionStore]:
+        """`partition`'s store of each table, in the order of `tables`."""
+        return self._stores[partition]
 
     # -- partitions coming and going -------------------------------------------------------------
     async def restore(self, broker: Broker, partitions: Sequence[int]) -> dict[int, int]:
         """Load `partitions` from the changelogs; returns, per partition, the input
         offset the restored state reaches (absent: no state yet)."""
         reach: dict[int, int] = {}
+        journals = {p: Journal() for p in partitions}
+        stores: dict[int, list[PartitionStore]] = {p: [] for p in partitions}
         for table in self.tables:
             ends = (await broker.describe_topic(table.changelog)).end_offsets()
             for p in partitions:
-                store = PartitionStore(p)
+                store = PartitionStore(p, journals[p])
                 await _replay(broker, table, TopicPartition(table.changelog, p), ends[p], store)
-                table.attach(p, store)
+                stores[p].append(store)
                 applied = store.applied.get(self.input)
                 if applied is not None:
                     reach[p] = min(reach.get(p, applied), applied)
+        for p in partitions:  # visible only once every table of the partition is back
+            for table, store in zip(self.tables, stores[p], strict=True):
+                table.attach(p, store)
+        self._journals.update(journals)
+        self._stores.update(stores)
         return reach
 
     def drop(self, partition: int) -> None:
         for table in self.tables:
             table.detach(partition)
+        self._journals.pop(partition, None)
+        self._stores.pop(partition, None)
 
     def changelog(self, partition: int, applied: int) -> list[tuple[str, Record[Any]]]:
         """The changelog records of `partition`'s dirty state, with the applied offset."""
@@ -108,9 +115,11 @@ class RecordScope:
         self._tables = tables
         self._run = run
         self._token: Token[Run | None] | None = None
+        self._journal = Journal()
 
     def __enter__(self) -> RecordScope:
-        self._tables.begin(self._run.partition)
+        self._journal = self._tables.journal(self._run.partition)
+        self._journal.begin()
         self._token = current_run.set(self._run)
         return self
 
@@ -123,9 +132,9 @@ class RecordScope:
         if self._token is not None:
             current_run.reset(self._token)
         if exc_type is None:
-            self._tables.end(self._run.partition)
+            self._journal.end()
         else:
-            self._tables.rollback(self._run.partition)
+            self._journal.rollback()
 
 
 async def _replay(

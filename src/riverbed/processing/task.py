@@ -26,16 +26,19 @@ __all__ = ["Run", "Task"]
 
 
 class Run:
-    """What the nodes see while one record (or one wall-clock tick) is processed."""
+    """What the nodes see while records of one partition (or a wall-clock tick) are
+    processed: the partition, its stores, and where outputs go."""
 
-    __slots__ = ("app", "group", "now_ms", "outputs", "partition")
+    __slots__ = ("app", "group", "now_ms", "outputs", "partition", "stores")
 
-    def __init__(self, app: App, group: str, partition: int) -> None:
+    def __init__(self, app: App, group: str, partition: int = -1) -> None:
         self.app = app
         self.group = group
         self.partition = partition
         self.now_ms = 0
         self.outputs: list[tuple[str, Record[Any]]] = []
+        self.stores: list[PartitionStore] = []
+        """The partition's store of each of the task's tables (see `TableSet.stores`)."""
 
     def store(self, table: Table[Any]) -> PartitionStore:
         store = table.store(self.partition)
@@ -58,32 +61,37 @@ class Task:
         self.sub = sub
         self.tables = TableSet(app, sub.tables, sub.primary)
         self.is_async = sub.is_async
-        self._roots = sub.roots
+        # The entry nodes are pass-through arms: start at their children.
+        self.roots = {
+            topic: [child for arm in arms for child in arm.children]
+            for topic, arms in sub.roots.items()
+        }
+        self.decoders = {name: t.codec.fast_decoder() for name, t in sub.sources.items()}
         self._codecs = {name: t.codec for name, t in sub.sources.items()}
+        for node in sub.nodes():
+            table = getattr(node, "table", None)
+            if table is not None:
+                node.slot = sub.tables.index(table)  # type: ignore[attr-defined]
 
-    def _value(self, record: Record[Any]) -> Any:
+    def run(self, group: str, partition: int) -> Run:
+        """A run for `partition` (an owned one: its stores are restored)."""
+        run = Run(self.app, group, partition)
+        run.stores = self.tables.stores(partition) if self.tables else []
+        return run
+
+    def value(self, record: Record[Any]) -> Any:
+        """The record's value, decoded (with the codec's full error messages)."""
         if record.data is None:
             record.data = self._codecs[record.topic].decode(record.value)
         return record.data
 
-    def process(self, run: Run, record: Record[Any]) -> None:
-        """Push one record through the tree (every step a plain function)."""
-        value = self._value(record)
-        key = record.key_str
-        token = current_run.set(run)
-        try:
-            for root in self._roots[record.topic]:
-                root.push(run, key, value, record.timestamp)
-        finally:
-            current_run.reset(token)
-
     async def aprocess(self, run: Run, record: Record[Any]) -> None:
         """Push one record through the tree, awaiting the coroutine steps."""
-        value = self._value(record)
+        value = self.value(record)
         key = record.key_str
         token = current_run.set(run)
         try:
-            for root in self._roots[record.topic]:
+            for root in self.roots[record.topic]:
                 await root.apush(run, key, value, record.timestamp)
         finally:
             current_run.reset(token)

@@ -33,7 +33,7 @@ from riverbed.processing.clock import Clock, SystemClock
 from riverbed.processing.runner import flow_members
 from riverbed.processing.stream import Stream
 from riverbed.processing.table import Table
-from riverbed.processing.topology import Flow, SubTopology
+from riverbed.processing.topology import Flow, Guarantee, SubTopology
 from riverbed.producer import Producer
 from riverbed.stats import ConsumerStatsSnapshot
 from riverbed.topics import DLQ_SUFFIX, KeyFunc, Position, Topic, validate_topic_name
@@ -191,13 +191,21 @@ class App:
 
     # -- processors ---------------------------------------------------------------------
     def stream(
-        self, topic: Topic[T] | str, *, name: str | None = None, retry: Retry | None = None
+        self,
+        topic: Topic[T] | str,
+        *,
+        name: str | None = None,
+        retry: Retry | None = None,
+        guarantee: Guarantee | None = None,
     ) -> Stream[T]:
         """Start a dataflow reading `topic`; see `riverbed.processing.stream`.
 
         `name` (default: the topic's name) names the flow's consumer group
         (`<app>.<name>`), internal topics and tables; `retry` is the policy of a
-        failing step before its record goes to the dead letters.
+        failing step before its record goes to the dead letters. `guarantee`:
+        "exactly_once" (outputs, state and input offsets in one transaction; refused at
+        start-up where the backend has no transactions) or "at_least_once"; by default
+        exactly-once where the backend allows it.
         """
         t = self.get_topic(topic) if isinstance(topic, str) else topic
         flow_name = name or t.name
@@ -205,7 +213,13 @@ class App:
             raise ConfigError(
                 f"a flow named {flow_name!r} exists on app {self.name!r}; pass name=..."
             )
-        flow = Flow(self, validate_topic_name(flow_name), retry=retry or Retry(), clock=self.clock)
+        flow = Flow(
+            self,
+            validate_topic_name(flow_name),
+            retry=retry or Retry(),
+            clock=self.clock,
+            guarantee=guarantee,
+        )
         self._flows.append(flow)
         sub, entry = flow.sub(t)
         return Stream(flow, sub, entry, t.schema)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from riverbed.brokers.base import Broker, TopicPartition
 from riverbed.consumers import H_REPLAY_GROUP, ConsumerSpec, recover
 from riverbed.context import Context
+from riverbed.errors import UnsupportedCapability
 from riverbed.events import Record
 from riverbed.member import ConsumerOptions, GroupMember
 from riverbed.processing.nodes import Node
@@ -73,6 +74,7 @@ class FlowMember(GroupMember):
         ]
         super().__init__(app, sub.group, specs, broker, options, pool)
         self._tables = self.task.tables if sub.tables else None
+        self._transactional = _transactions(sub, broker)
         self._specs = {s.topic.name: s for s in specs}
         self._keys: dict[bytes, str] = {}
         # With coroutine steps a record's processing yields to the loop: the tick must
@@ -265,6 +267,18 @@ class FlowMember(GroupMember):
                         node.forward(run, key, value, ts)
             if run.outputs and tp in self._done:
                 self._outputs.extend(run.outputs)
+
+
+def _transactions(sub: SubTopology, broker: Broker) -> bool:
+    """Commit outputs, state and offsets as one transaction? Per the flow's guarantee."""
+    guarantee, caps = sub.flow.guarantee, broker.capabilities
+    if guarantee == "exactly_once" and not caps.transactions:
+        raise UnsupportedCapability(
+            f"flow {sub.flow.name!r} asks for exactly_once, which {broker.url} cannot give "
+            "(no transactions); use guarantee='at_least_once' (table writes stay "
+            "idempotent) or a backend with transactions (sqlite, kafka)"
+        )
+    return caps.transactions and guarantee != "at_least_once"
 
 
 def flow_members(

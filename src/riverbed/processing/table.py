@@ -162,6 +162,15 @@ class Table(Generic[V]):
             )
         if not isinstance(key, str):
             raise ConfigError(f"table {self.name!r}: keys are str, got {type(key).__name__}")
+        home = partition_for_key(key.encode(), self.partitions)
+        if home != run.partition:
+            # Stored here, the key would be invisible to readers (they look in its home
+            # partition) and could be written by two workers at once.
+            raise ConfigError(
+                f"table {self.name!r}: key {key!r} belongs to partition {home} but the record "
+                f"came from partition {run.partition}; key the input records by the table "
+                "key (publish with that key, or write the table from a flow after group_by)"
+            )
         return store
 
     def __setitem__(self, key: str, value: V) -> None:

@@ -14,7 +14,7 @@ groups `<app>.<flow>[.<n>]`, topics `<app>.<flow>.repartition.<n>`,
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from riverbed.errors import ConfigError, Retry
 from riverbed.processing.clock import Clock
@@ -26,7 +26,9 @@ if TYPE_CHECKING:
     from riverbed.processing.table import Table
     from riverbed.topics import Topic
 
-__all__ = ["Flow", "SubTopology"]
+__all__ = ["Flow", "Guarantee", "SubTopology"]
+
+Guarantee = Literal["exactly_once", "at_least_once"]
 
 
 @dataclass(eq=False)
@@ -68,11 +70,20 @@ class SubTopology:
 class Flow:
     """A named dataflow of the app: its sub-topologies and internal topics."""
 
-    def __init__(self, app: App, name: str, *, retry: Retry, clock: Clock) -> None:
+    def __init__(
+        self, app: App, name: str, *, retry: Retry, clock: Clock, guarantee: Guarantee | None
+    ) -> None:
+        if guarantee not in (None, "exactly_once", "at_least_once"):
+            raise ConfigError(
+                f"flow {name!r}: guarantee must be 'exactly_once' or 'at_least_once', "
+                f"got {guarantee!r}"
+            )
         self.app = app
         self.name = name
         self.retry = retry
         self.clock = clock
+        self.guarantee = guarantee
+        """None: exactly-once where the backend has transactions, else at-least-once."""
         self.subs: list[SubTopology] = []
         self._late: Topic[Any] | None = None
 

@@ -33,6 +33,8 @@ from riverbed.errors import (
 )
 from riverbed.events import Event, Record
 from riverbed.member import ConsumerOptions
+from riverbed.processing.table import Table, WindowValue
+from riverbed.processing.windows import Hopping, Session, Sliding, Tumbling
 from riverbed.topics import Position, Topic
 
 __all__ = [
@@ -51,6 +53,7 @@ __all__ = [
     "Event",
     "FencedError",
     "HandlerSignal",
+    "Hopping",
     "InvalidTopicName",
     "MissingExtra",
     "Position",
@@ -59,12 +62,17 @@ __all__ = [
     "Retry",
     "RiverbedError",
     "SchemaError",
+    "Session",
     "Skip",
+    "Sliding",
+    "Table",
     "Topic",
     "TopicConflict",
     "TopicPartition",
     "TopicSpec",
+    "Tumbling",
     "UnknownTopic",
     "UnsupportedCapability",
+    "WindowValue",
 ]
 __version__ = "0.1.0"

@@ -316,7 +316,7 @@ class GroupMember:
                 await self._kick.wait()
                 continue
             records = await self.broker.fetch(
-                dict(self._positions), max_records=self.options.max_poll_records
+                self._fetch_positions(), max_records=self.options.max_poll_records
             )
             if not records:
                 records = await self._wait_fetch()
@@ -328,7 +328,7 @@ class GroupMember:
         self._kick.clear()
         fetch = asyncio.create_task(
             self.broker.fetch(
-                dict(self._positions),
+                self._fetch_positions(),
                 max_records=self.options.max_poll_records,
                 timeout=self.options.fetch_wait,
             )
@@ -594,13 +594,17 @@ class GroupMember:
             self._committed.update(offsets)
             self.stats.commits += 1
 
+    def _fetch_positions(self) -> dict[TopicPartition, int]:
+        """Where to fetch from: the owned partitions' positions (flows add join sides)."""
+        return dict(self._positions)
+
     def _state_outputs(self) -> list[tuple[str, Record[Any]]]:
         """The changelog records of the tables' changes since the last commit."""
         if not self._tables:
             return []
         out: list[tuple[str, Record[Any]]] = []
         for tp, offset in self._done.items():
-            out.extend(self._tables.changelog(tp.partition, offset))
+            out.extend(self._tables.changelog(tp.partition, {tp.topic: offset}))
         return out
 
     def _extra_loops(self) -> list[Coroutine[Any, Any, None]]:

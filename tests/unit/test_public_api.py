@@ -28,6 +28,7 @@ EXPORTED = [
     "Event",
     "FencedError",
     "HandlerSignal",
+    "Hopping",
     "InvalidTopicName",
     "MissingExtra",
     "Position",
@@ -36,13 +37,18 @@ EXPORTED = [
     "Retry",
     "RiverbedError",
     "SchemaError",
+    "Session",
     "Skip",
+    "Sliding",
+    "Table",
     "Topic",
     "TopicConflict",
     "TopicPartition",
     "TopicSpec",
+    "Tumbling",
     "UnknownTopic",
     "UnsupportedCapability",
+    "WindowValue",
 ]
 
 OPTIONAL_CLIENTS = [

@@ -18,6 +18,7 @@ four differences:
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import Executor
@@ -31,12 +32,13 @@ from riverbed.events import Record
 from riverbed.member import ConsumerOptions, GroupMember
 from riverbed.processing.nodes import Node
 from riverbed.processing.store import Journal
-from riverbed.processing.table import current_run
+from riverbed.processing.table import EngineTable, current_run
 from riverbed.processing.task import Run, Task
 
 if TYPE_CHECKING:
     from riverbed.app import App
     from riverbed.processing.topology import SubTopology
+    from riverbed.topics import Topic
 
 __all__ = ["FlowMember"]
 
@@ -60,42 +62,74 @@ class FlowMember(GroupMember):
         self.sub = sub
         self.task = Task(app, sub)
         self.clock = sub.flow.clock
-        specs = [
-            ConsumerSpec(
-                self._handle_record,
-                topic,
-                sub.group,
-                retry=sub.flow.retry,
-                is_async=True,
-                wants_record=True,
-                wants_context=True,
-            )
-            for topic in sub.sources.values()
-        ]
-        super().__init__(app, sub.group, specs, broker, options, pool)
+        specs = {name: self._spec(topic) for name, topic in sub.sources.items()}
+        # The group owns the primary topic's partitions; the join sides are read by
+        # position for the same partition numbers, and their positions live in the state.
+        super().__init__(app, sub.group, [specs[sub.primary]], broker, options, pool)
         self._tables = self.task.tables if sub.tables else None
         self._transactional = _transactions(sub, broker)
-        self._specs = {s.topic.name: s for s in specs}
+        self._specs = specs
+        self._sides = frozenset(sub.sides)
+        self._side: dict[TopicPartition, int] = {}
         self._keys: dict[bytes, str] = {}
         # With coroutine steps a record's processing yields to the loop: the tick must
         # not run in between (its writes would join the record's journal).
         self._steps = asyncio.Lock()
 
+    def _spec(self, topic: Topic[Any]) -> ConsumerSpec:
+        return ConsumerSpec(
+            self._handle_record,
+            topic,
+            self.sub.group,
+            retry=self.sub.flow.retry,
+            is_async=True,
+            wants_record=True,
+            wants_context=True,
+        )
+
     # -- state lifecycle --------------------------------------------------------------------
     def _restored(self, tps: list[TopicPartition]) -> None:
         now = self.clock.now_ms()
         for tp in tps:
-            for node in self.sub.windows:
-                node.table.open(tp.partition)
+            self._open_engines(tp.partition)
+            for node in self.sub.timed:
                 node.opened(tp.partition, now)
+            applied = self.task.tables.applied(tp.partition)
+            for side in self._sides:  # a table side is read from its start
+                self._side[TopicPartition(side, tp.partition)] = applied.get(side, 0)
+
+    def _open_engines(self, partition: int) -> None:
+        """(Re)build the engines' indexes from the partition's stores: after a restore,
+        and after a rollback undid writes the indexes had seen."""
+        for table in self.sub.tables:
+            if isinstance(table, EngineTable):
+                table.open(partition)
 
     def _forget(self, tp: TopicPartition) -> None:
         super()._forget(tp)
-        for node in self.sub.windows:
+        for node in self.sub.timed:
             node.forget(tp.partition)
+        for side in self._sides:
+            self._side.pop(TopicPartition(side, tp.partition), None)
+
+    def _fetch_positions(self) -> dict[TopicPartition, int]:
+        positions = dict(self._positions)
+        positions.update(self._side)
+        return positions
+
+    def _state_outputs(self) -> list[tuple[str, Record[Any]]]:
+        if not self._tables:
+            return []
+        out: list[tuple[str, Record[Any]]] = []
+        for tp, offset in self._done.items():
+            applied = {tp.topic: offset}
+            for side in self._sides:
+                applied[side] = self._side.get(TopicPartition(side, tp.partition), 0)
+            out.extend(self._tables.changelog(tp.partition, applied))
+        return out
 
     def _extra_loops(self) -> list[Coroutine[Any, Any, None]]:
-        return [self._tick_loop()] if self.sub.windows else []
+        return [self._tick_loop()] if self.sub.timed else []
 
     # -- processing ---------------------------------------------------------------------------
     def _run(self, partition: int) -> Run:
@@ -114,6 +148,8 @@ class FlowMember(GroupMember):
         return key
 
     async def _dispatch_inline(self, records: list[Record[Any]]) -> None:
+        if self._sides:
+            records = _by_time(records)
         if self.task.is_async:
             await self._dispatch_async(records)
             return
@@ -130,35 +166,47 @@ class FlowMember(GroupMember):
             if self._idle_waiters:
                 self._progress.set()
 
+    def _position_map(self, tp: TopicPartition) -> dict[TopicPartition, int]:
+        return self._side if tp.topic in self._sides else self._positions
+
+    def _finish(self, rec: Record[Any], tp: TopicPartition) -> None:
+        if tp.topic in self._sides:
+            if tp in self._side:
+                self._side[tp] = rec.offset + 1
+        elif tp in self._done:
+            self._done[tp] = rec.offset + 1
+
     async def _process_batch(self, records: list[Record[Any]], run: Run) -> None:
         """The fast path: no await per record, state and outputs resolved per partition.
 
         Outputs of finished records collect in `run.outputs` and join the member's held
         outputs before any await, so a commit never takes an offset without its outputs.
         """
-        positions, done, stopping, tables = self._positions, self._done, self._stopping, self.task
+        stopping, task, finish = self._stopping, self.task, self._finish
         journal = Journal()
         outputs = run.outputs
         roots: list[Node] = []
         decode: Any = None
+        positions: dict[TopicPartition, int] = {}
         tp = TopicPartition("", -1)
         handled = 0
         for rec in records:
             if rec.partition != tp.partition or rec.topic != tp.topic:
                 tp = TopicPartition(rec.topic, rec.partition)
-                if tp not in done:
+                positions = self._position_map(tp)
+                if tp not in positions:
                     continue  # revoked meanwhile
                 run.partition = tp.partition
-                run.stores = tables.tables.stores(tp.partition) if tables.tables else []
-                journal = tables.tables.journal(tp.partition) if tables.tables else Journal()
-                roots, decode = tables.roots[rec.topic], tables.decoders[rec.topic]
+                run.stores = task.tables.stores(tp.partition) if task.tables else []
+                journal = task.tables.journal(tp.partition) if task.tables else Journal()
+                roots, decode = task.roots[rec.topic], task.decoders[rec.topic]
             pos = positions.get(tp)
             if pos is None or rec.offset < pos or stopping.is_set():
                 continue  # revoked meanwhile, or a stale duplicate from before a reset
             positions[tp] = rec.offset + 1
             if rec.headers and rec.headers.get(H_REPLAY_GROUP, self.group) != self.group:
                 self.stats.skipped += 1  # a replay meant for another group
-                done[tp] = rec.offset + 1
+                finish(rec, tp)
                 continue
             journal.begin()
             mark = len(outputs)
@@ -169,7 +217,7 @@ class FlowMember(GroupMember):
                 for node in roots:
                     node.push(run, key, value, ts)
             except Exception as exc:
-                journal.rollback()
+                self._rollback(journal, tp.partition)
                 del outputs[mark:]
                 self._outputs.extend(outputs)  # before the await: see the docstring
                 outputs.clear()
@@ -177,43 +225,57 @@ class FlowMember(GroupMember):
                 tp = TopicPartition("", -1)  # state may have moved during the await
                 continue
             journal.end()
-            done[tp] = rec.offset + 1
+            finish(rec, tp)
             handled += 1
         self._current = None
         self.stats.handled += handled
 
+    def _rollback(self, journal: Journal, partition: int) -> None:
+        touched = bool(journal.entries)
+        journal.rollback()
+        if touched:
+            self._open_engines(partition)
+
     async def _dispatch_async(self, records: list[Record[Any]]) -> None:
         """Flows with coroutine steps: one record at a time, awaiting each step."""
-        positions, stopping = self._positions, self._stopping
         for rec in records:
             tp = TopicPartition(rec.topic, rec.partition)
+            positions = self._position_map(tp)
             pos = positions.get(tp)
-            if pos is None or rec.offset < pos or stopping.is_set():
+            if pos is None or rec.offset < pos or self._stopping.is_set():
                 continue
             positions[tp] = rec.offset + 1
             if rec.headers and rec.headers.get(H_REPLAY_GROUP, self.group) != self.group:
                 self.stats.skipped += 1
-                self._finish_inline(rec, tp, [])
+                self._finish(rec, tp)
                 continue
-            run = self._run(tp.partition)
-            journal = self.task.tables.journal(tp.partition) if self.task.tables else Journal()
             self._current = tp
             try:
                 async with self._steps:
-                    journal.begin()
-                    try:
-                        await self.task.aprocess(run, rec)
-                    except BaseException:
-                        journal.rollback()
-                        raise
-                    journal.end()
+                    outputs = await self._attempt(rec)
             except Exception as exc:
                 await self._recover_record(rec, tp, exc)
                 continue
             finally:
                 self._current = None
             self.stats.handled += 1
-            self._finish_inline(rec, tp, run.outputs)
+            self._outputs.extend(outputs)
+            self._finish(rec, tp)
+            self._progress.set()
+
+    async def _attempt(self, rec: Record[Any]) -> list[tuple[str, Record[Any]]]:
+        """One try of a record, awaiting its coroutine steps; undone if it raises."""
+        run = self._run(rec.partition)
+        tables = self.task.tables
+        journal = tables.journal(rec.partition) if tables else Journal()
+        journal.begin()
+        try:
+            await self.task.aprocess(run, rec)
+        except BaseException:
+            self._rollback(journal, rec.partition)
+            raise
+        journal.end()
+        return run.outputs
 
     async def _recover_record(self, rec: Record[Any], tp: TopicPartition, exc: Exception) -> None:
         """The first try failed: retries per the flow's policy, then the dead letters."""
@@ -228,20 +290,14 @@ class FlowMember(GroupMember):
             self._settle(spec, rec, outputs, ctx, outcome, info)
         finally:
             self._current = None
-        self._finish_inline(rec, tp, outputs)
+        if tp in self._position_map(tp):  # still ours: a revocation may have dropped it
+            self._outputs.extend(outputs)
+            self._finish(rec, tp)
+        self._progress.set()
 
     async def _handle_record(self, rec: Record[Any], ctx: Context) -> None:
         """One retry of a record: the consumer rules call this through the spec."""
-        run = self._run(rec.partition)
-        journal = self.task.tables.journal(rec.partition) if self.task.tables else Journal()
-        journal.begin()
-        try:
-            await self.task.aprocess(run, rec)
-        except BaseException:
-            journal.rollback()
-            raise
-        journal.end()
-        ctx.outputs.extend(run.outputs)
+        ctx.outputs.extend(await self._attempt(rec))
 
     # -- wall-clock ticks -----------------------------------------------------------------------
     async def _tick_loop(self) -> None:
@@ -256,10 +312,12 @@ class FlowMember(GroupMember):
 
     async def _tick(self) -> None:
         for tp in list(self._done):
-            if self._current == tp or tp in self._releasing:
+            if self._current is not None and self._current.partition == tp.partition:
                 continue  # a record of it is mid-way: its journal must not mix with ours
+            if tp in self._releasing:
+                continue
             run = self._run(tp.partition)
-            for node in self.sub.windows:
+            for node in self.sub.timed:
                 for key, value, ts in node.tick(run):
                     if self.task.is_async:
                         await node.aforward(run, key, value, ts)
@@ -267,6 +325,17 @@ class FlowMember(GroupMember):
                         node.forward(run, key, value, ts)
             if run.outputs and tp in self._done:
                 self._outputs.extend(run.outputs)
+
+
+def _by_time(records: list[Record[Any]]) -> list[Record[Any]]:
+    """The batch in time order across the task's inputs (as Kafka Streams picks the
+    oldest record first), each partition's records kept in offset order."""
+    runs: dict[tuple[str, int], list[Record[Any]]] = {}
+    for rec in records:
+        runs.setdefault((rec.topic, rec.partition), []).append(rec)
+    if len(runs) < 2:
+        return records
+    return list(heapq.merge(*runs.values(), key=lambda r: r.timestamp))
 
 
 def _transactions(sub: SubTopology, broker: Broker) -> bool:

@@ -23,8 +23,18 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from riverbed.codecs import SchemaCodec, make_codec
 from riverbed.errors import ConfigError
 from riverbed.processing import aggregates as agg
+from riverbed.processing.anycodec import AnyCodec
+from riverbed.processing.joining import (
+    JoinApply,
+    LookupJoin,
+    Materialize,
+    StreamJoinSide,
+    TableJoinSide,
+    TableJoinTable,
+)
 from riverbed.processing.nodes import (
     Arm,
     Branch,
@@ -38,9 +48,10 @@ from riverbed.processing.nodes import (
     Sink,
 )
 from riverbed.processing.stateful import AggregateNode, WindowNode
-from riverbed.processing.table import AggregateTable, Table, WindowedTable
+from riverbed.processing.table import AggregateTable, EngineTable, Table, WindowedTable
 
 if TYPE_CHECKING:
+    from riverbed.processing.joins import How
     from riverbed.processing.topology import Flow, SubTopology
     from riverbed.processing.windows import Emit, WindowSpec
     from riverbed.topics import Topic
@@ -130,6 +141,84 @@ class Stream(Generic[T]):
     def _topic(self, topic: Topic[Any] | str) -> Topic[Any]:
         app = self._flow.app
         return app.get_topic(topic) if isinstance(topic, str) else topic
+
+    # -- joins ------------------------------------------------------------------------------------
+    def join(
+        self,
+        table: Topic[Any] | TableStream[Any],
+        fn: Callable[[T, Any], U],
+        *,
+        how: How = "inner",
+        name: str | None = None,
+    ) -> Stream[U]:
+        """Stream-table join: each value with the table's current value for its key,
+        `fn(value, table_value)`. `table` is a topic (its latest value per key, read
+        alongside this stream: co-partitioned, keyed alike) or an aggregation of this
+        flow. `how="left"` keeps values without a table value (`table_value=None`)."""
+        if isinstance(table, TableStream):
+            if table.table not in self._sub.tables:
+                raise ConfigError(
+                    f"join with table {table.table.name!r}: it belongs to another part of "
+                    "the flow; join with its topic instead"
+                )
+            looked_up = table.table
+        else:
+            looked_up = self._materialized(self._topic(table), name).table
+        return self._then(LookupJoin(looked_up, fn, how))
+
+    def _materialized(self, topic: Topic[Any], name: str | None) -> TableStream[Any]:
+        flow, sub = self._flow, self._sub
+        root = sub.side(topic, f"join with {topic.name!r}")
+        table: Table[Any] = Table(
+            flow.app, flow.table_name(name, f"{topic.name}.table"), topic.schema
+        )
+        flow.app.add_table(table)
+        sub.add_table(table)
+        node = root.add(Materialize(table))
+        return TableStream(table, Stream(flow, sub, node, topic.schema))
+
+    def join_stream(
+        self,
+        other: Topic[Any] | str,
+        fn: Callable[[T, Any], U],
+        *,
+        within: float,
+        how: How = "inner",
+        grace: float = 0.0,
+        name: str | None = None,
+    ) -> Stream[U]:
+        """Stream-stream join: values of the two streams with the same key whose times
+        are at most `within` seconds apart, `fn(value, other_value)`. `how="left"`
+        (or "outer") also emits values that found no partner once their window passed,
+        with None for the missing side. Records later than `grace` go to the late topic."""
+        from riverbed.processing.joins import StreamJoin
+
+        flow, sub = self._flow, self._sub
+        topic = self._topic(other)
+        table: EngineTable[Any] = EngineTable(
+            flow.app,
+            flow.table_name(name, f"join.{topic.name}"),
+            StreamJoin(within, how=how, grace=grace),
+        )
+        flow.app.add_table(table)
+        sub.add_table(table)
+        late = flow.late_topic(sub.partitions)
+        left_codec, right_codec = _json_codec(self._schema), _json_codec(topic.schema)
+        apply = JoinApply(fn, left_codec, right_codec)
+        left = StreamJoinSide(table, "left", left_codec, late, ticks=True)
+        right = StreamJoinSide(table, "right", right_codec, late, ticks=False)
+        self._node.add(left).add(apply)
+        sub.side(topic, f"join with {topic.name!r}").add(right).add(apply)
+        return Stream(flow, sub, apply)
+
+    def to_table(self, *, name: str | None = None) -> TableStream[T]:
+        """The latest value per key of this stream, as a table (and its changes)."""
+        flow, sub = self._flow, self._sub
+        table: Table[Any] = Table(flow.app, flow.table_name(name, "table"), self._schema)
+        flow.app.add_table(table)
+        sub.add_table(table)
+        node = self._node.add(Materialize(table))
+        return TableStream(table, Stream(flow, sub, node, self._schema))
 
     # -- aggregation --------------------------------------------------------------------------
     def group_by(self, fn: Callable[[T], str | bytes | int] | None = None) -> GroupedStream[T]:
@@ -259,3 +348,37 @@ class TableStream(Generic[T]):
     def to(self, topic: Topic[Any] | str) -> None:
         """Publish every change to `topic`, keyed by the group key."""
         self._changes.to(topic)
+
+    def join(
+        self,
+        other: Topic[Any] | str,
+        fn: Callable[[Any, Any], Any],
+        *,
+        how: How = "inner",
+        name: str | None = None,
+    ) -> TableStream[Any]:
+        """Table-table join with the latest values of `other` (co-partitioned, keyed
+        alike): a table of `fn(left, right)` per key, where a row exists when both sides
+        do (inner), the left does (left) or either does (outer); its changes stream on."""
+        from riverbed.processing.joins import TableJoin
+
+        s = self._changes
+        flow, sub = s._flow, s._sub
+        topic = s._topic(other)
+        codecs = (_json_codec(s._schema), _json_codec(topic.schema))
+        table = TableJoinTable(
+            flow.app, flow.table_name(name, f"join.{topic.name}"), TableJoin(how=how), fn, codecs
+        )
+        flow.app.add_table(table)
+        sub.add_table(table)
+        out = Arm()  # where the joined rows' changes continue, from either side
+        s._node.add(TableJoinSide(table, "left", fn)).add(out)
+        sub.side(topic, f"join with {topic.name!r}").add(TableJoinSide(table, "right", fn)).add(out)
+        return TableStream(table, Stream(flow, sub, out))
+
+
+def _json_codec(schema: Any) -> SchemaCodec:
+    """How a join stores values of `schema` (JSON; plain data when unknown)."""
+    if schema is None or schema is bytes:
+        return AnyCodec()
+    return make_codec(schema, "json")

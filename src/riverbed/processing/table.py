@@ -31,7 +31,14 @@ if TYPE_CHECKING:
     from riverbed.processing.task import Run
     from riverbed.processing.windows import WindowedAggregation, WindowedPartition
 
-__all__ = ["AggregateTable", "Table", "WindowValue", "WindowedTable", "current_run"]
+__all__ = [
+    "AggregateTable",
+    "EngineTable",
+    "Table",
+    "WindowValue",
+    "WindowedTable",
+    "current_run",
+]
 
 V = TypeVar("V")
 CHANGELOG_SUFFIX = ".changelog"
@@ -203,25 +210,39 @@ class AggregateTable(Table[V]):
         raise ConfigError(f"table {self.name!r} is an aggregation's result: it is read-only")
 
 
-class WindowedTable(Table[list[WindowValue]]):
-    """The table of a windowed aggregation: key -> its windows, by start."""
+class EngineTable(Table[V]):
+    """A table whose partitions are run by an engine (windows, joins): the engine keeps
+    its state in the partition's store and is reopened on it after a restore."""
 
-    def __init__(self, app: App, name: str, engine: WindowedAggregation) -> None:
+    def __init__(self, app: App, name: str, engine: Any) -> None:
         super().__init__(app, name)
         self.engine = engine
-        self._parts: dict[int, WindowedPartition] = {}
+        self._parts: dict[int, Any] = {}
 
-    def open(self, partition: int) -> WindowedPartition:
-        store = self._stores[partition]
-        part = self._parts[partition] = self.engine.open(store)
+    def open(self, partition: int) -> Any:
+        part = self._parts[partition] = self.engine.open(self._stores[partition])
         return part
 
-    def part(self, partition: int) -> WindowedPartition:
+    def part(self, partition: int) -> Any:
         return self._parts[partition]
 
     def detach(self, partition: int) -> None:
         super().detach(partition)
         self._parts.pop(partition, None)
+
+    def _writable(self, key: str) -> PartitionStore:
+        raise ConfigError(f"table {self.name!r} is kept by a flow step: it is read-only")
+
+
+class WindowedTable(EngineTable[list[WindowValue]]):
+    """The table of a windowed aggregation: key -> its windows, by start."""
+
+    def __init__(self, app: App, name: str, engine: WindowedAggregation) -> None:
+        super().__init__(app, name, engine)
+
+    def part(self, partition: int) -> WindowedPartition:
+        part: WindowedPartition = self._parts[partition]
+        return part
 
     def _lookup(self, key: Hashable) -> tuple[bool, Any]:
         if not isinstance(key, str):
@@ -238,6 +259,3 @@ class WindowedTable(Table[list[WindowValue]]):
             for w in part.all_windows():
                 out.setdefault(w.key, []).append(WindowValue(w.start, w.end, w.value, w.final))
         return out
-
-    def _writable(self, key: str) -> PartitionStore:
-        raise ConfigError(f"table {self.name!r} is a windowed aggregation: it is read-only")

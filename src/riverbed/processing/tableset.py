@@ -40,6 +40,7 @@ class TableSet:
         self.input = input_topic
         self._ids = IdGenerator()
         self._journals: dict[int, Journal] = {}
+        self._applied: dict[int, dict[str, int]] = {}
         self._stores: dict[int, list[PartitionStore]] = {}
 
     def __bool__(self) -> bool:
@@ -59,6 +60,8 @@ class TableSet:
         """Load `partitions` from the changelogs; returns, per partition, the input
         offset the restored state reaches (absent: no state yet)."""
         reach: dict[int, int] = {}
+        for p in partitions:
+            self._applied.pop(p, None)
         journals = {p: Journal() for p in partitions}
         stores: dict[int, list[PartitionStore]] = {p: [] for p in partitions}
         for table in self.tables:
@@ -67,6 +70,9 @@ class TableSet:
                 store = PartitionStore(p, journals[p])
                 await _replay(broker, table, TopicPartition(table.changelog, p), ends[p], store)
                 stores[p].append(store)
+                for topic, offset in store.applied.items():
+                    have = self._applied.setdefault(p, {})
+                    have[topic] = min(have.get(topic, offset), offset)
                 applied = store.applied.get(self.input)
                 if applied is not None:
                     reach[p] = min(reach.get(p, applied), applied)
@@ -77,21 +83,27 @@ class TableSet:
         self._stores.update(stores)
         return reach
 
+    def applied(self, partition: int) -> dict[str, int]:
+        """Per input topic, the offset the restored state of `partition` reaches."""
+        return dict(self._applied.get(partition, {}))
+
     def drop(self, partition: int) -> None:
         for table in self.tables:
             table.detach(partition)
         self._journals.pop(partition, None)
         self._stores.pop(partition, None)
+        self._applied.pop(partition, None)
 
-    def changelog(self, partition: int, applied: int) -> list[tuple[str, Record[Any]]]:
-        """The changelog records of `partition`'s dirty state, with the applied offset."""
+    def changelog(self, partition: int, applied: dict[str, int]) -> list[tuple[str, Record[Any]]]:
+        """The changelog records of `partition`'s dirty state, with the input offsets the
+        state reaches (topic -> next offset: the input, and a flow's join sides)."""
         out: list[tuple[str, Record[Any]]] = []
         now = time.time_ns() // 1_000_000
         for table in self.tables:
             store = table.store(partition)
             if store is None or not store.dirty:
                 continue
-            store.applied = {self.input: applied}
+            store.applied = applied
             for key, value in store.drain(table.encode):
                 out.append((table.changelog, self._entry(partition, key, value, now)))
         return out

@@ -43,6 +43,8 @@ class SubTopology:
     sources: dict[str, Topic[Any]] = field(default_factory=dict)
     roots: dict[str, list[Node]] = field(default_factory=dict)
     tables: list[Table[Any]] = field(default_factory=list)
+    sides: dict[str, Topic[Any]] = field(default_factory=dict)
+    """Topics read by position next to the primary (the other sides of joins)."""
 
     def root(self, topic: Topic[Any]) -> Node:
         """A new entry point for records of `topic`."""
@@ -51,12 +53,38 @@ class SubTopology:
         self.roots.setdefault(topic.name, []).append(node)
         return node
 
+    def side(self, topic: Topic[Any], what: str) -> Node:
+        """An entry point for `topic` read alongside the primary input (a join's other
+        side): partition p of it is processed with partition p of the primary."""
+        if topic.partitions != self.partitions:
+            raise ConfigError(
+                f"{what}: {self.primary!r} has {self.partitions} partition(s) and "
+                f"{topic.name!r} {topic.partitions}; a join needs co-partitioned inputs "
+                "(same partition count, keyed alike): declare them so, or key_by to "
+                "repartition"
+            )
+        if topic.name == self.primary:
+            raise ConfigError(f"{what}: a topic cannot be joined with itself in one flow")
+        self.sides[topic.name] = topic
+        self.flow.app.dlq_topic(topic)
+        return self.root(topic)
+
     def nodes(self) -> list[Node]:
-        return [n for roots in self.roots.values() for root in roots for n in root.walk()]
+        seen: dict[int, Node] = {}
+        for roots in self.roots.values():
+            for root in roots:
+                for n in root.walk():
+                    seen.setdefault(id(n), n)
+        return list(seen.values())
 
     @property
     def is_async(self) -> bool:
         return any(n.is_async for n in self.nodes())
+
+    @property
+    def timed(self) -> list[Any]:
+        """Steps that act on wall-clock time too (windows, stream joins)."""
+        return [n for n in self.nodes() if callable(getattr(n, "tick", None))]
 
     @property
     def windows(self) -> list[WindowNode]:

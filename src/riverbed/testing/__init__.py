@@ -4,8 +4,12 @@
 pytest test class that a backend's test module subclasses, providing a `broker`
 fixture, to run every case of the `Broker` protocol against that backend.
 
-Nothing here is imported by `import riverbed`; the suite imports pytest, so import it
-only from tests.
+`MockClock` is virtual time for flows under test (`App(clock=MockClock())`).
+
+Nothing here is imported by `import riverbed`; the conformance suite imports pytest, so
+import it only from tests.
 """
 
-__all__: list[str] = []
+from riverbed.testing.clock import MockClock
+
+__all__ = ["MockClock"]

@@ -19,7 +19,7 @@ from typing import Any, Literal, TypeVar, overload
 from riverbed._threads import DaemonThreadPool
 from riverbed.brokers import broker_from_url
 from riverbed.brokers.base import Broker, TopicSpec
-from riverbed.codecs import CodecName, SchemaCodec, make_codec
+from riverbed.codecs import CodecName, make_codec
 from riverbed.consumers import ConsumerSpec, StartFrom
 from riverbed.errors import (
     ConfigError,
@@ -30,10 +30,10 @@ from riverbed.errors import (
 from riverbed.member import ConsumerOptions, GroupMember
 from riverbed.portal import Portal
 from riverbed.processing.clock import Clock, SystemClock
+from riverbed.processing.registry import Processors
 from riverbed.processing.runner import flow_members
-from riverbed.processing.stream import Stream
 from riverbed.processing.table import Table
-from riverbed.processing.topology import Flow, Guarantee, SubTopology
+from riverbed.processing.topology import Flow
 from riverbed.producer import Producer
 from riverbed.stats import ConsumerStatsSnapshot
 from riverbed.topics import DLQ_SUFFIX, KeyFunc, Position, Topic, validate_topic_name
@@ -49,7 +49,7 @@ _APP_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
 DEFAULT_MAX_RECORD_BYTES = 1 << 20
 
 
-class App:
+class App(Processors):
     """An event-driven application: topics, consumers, and the broker they run on.
 
     `broker` is a URL (`sqlite:///path.db`, `memory://`, ...) or a `Broker` instance;
@@ -174,80 +174,6 @@ class App:
     @property
     def topics(self) -> Mapping[str, Topic[Any]]:
         return dict(self._topics)
-
-    def internal_topic(
-        self, name: str, partitions: int, *, schema: Any = None, codec: SchemaCodec | None = None
-    ) -> Topic[Any]:
-        """A topic riverbed declares for itself (repartitions, changelogs, late records)."""
-        existing = self._topics.get(name)
-        if existing is not None:
-            return existing
-        validate_topic_name(name)
-        spec = TopicSpec(name, partitions)
-        chosen = codec or make_codec(schema or bytes, self.codec)
-        topic: Topic[Any] = Topic(self, spec, chosen, internal=True)
-        self._topics[name] = topic
-        return topic
-
-    # -- processors ---------------------------------------------------------------------
-    def stream(
-        self,
-        topic: Topic[T] | str,
-        *,
-        name: str | None = None,
-        retry: Retry | None = None,
-        guarantee: Guarantee | None = None,
-    ) -> Stream[T]:
-        """Start a dataflow reading `topic`; see `riverbed.processing.stream`.
-
-        `name` (default: the topic's name) names the flow's consumer group
-        (`<app>.<name>`), internal topics and tables; `retry` is the policy of a
-        failing step before its record goes to the dead letters. `guarantee`:
-        "exactly_once" (outputs, state and input offsets in one transaction; refused at
-        start-up where the backend has no transactions) or "at_least_once"; by default
-        exactly-once where the backend allows it.
-        """
-        t = self.get_topic(topic) if isinstance(topic, str) else topic
-        flow_name = name or t.name
-        if any(f.name == flow_name for f in self._flows):
-            raise ConfigError(
-                f"a flow named {flow_name!r} exists on app {self.name!r}; pass name=..."
-            )
-        flow = Flow(
-            self,
-            validate_topic_name(flow_name),
-            retry=retry or Retry(),
-            clock=self.clock,
-            guarantee=guarantee,
-        )
-        self._flows.append(flow)
-        sub, entry = flow.sub(t)
-        return Stream(flow, sub, entry, t.schema)
-
-    def table(self, name: str, schema: Any = None) -> Table[Any]:
-        """Declare a keyed table (str keys) that a consumer (`tables=[...]`) writes.
-
-        `schema` types its values (as a topic's schema: Event, pydantic model,
-        dataclass, dict); None keeps JSON data. Its changes go to the changelog topic
-        `<app>.<name>.changelog` with the writer's commits.
-        """
-        table: Table[Any] = Table(self, name, schema)
-        self.add_table(table)
-        return table
-
-    def add_table(self, table: Table[Any]) -> None:
-        """Register a table (flows do it for their aggregations)."""
-        if table.name in self._tables:
-            raise ConfigError(f"table {table.name!r} is declared twice on app {self.name!r}")
-        self._tables[table.name] = table
-
-    @property
-    def tables(self) -> Mapping[str, Table[Any]]:
-        return dict(self._tables)
-
-    @property
-    def flows(self) -> list[Flow]:
-        return list(self._flows)
 
     @property
     def consumers(self) -> list[ConsumerSpec]:
@@ -412,9 +338,6 @@ class App:
         self._members += flow_members(self, self._subtopologies(), broker, self._pool)
         self.portal.lend(asyncio.get_running_loop())
         self._runner = asyncio.create_task(self._run_members(), name=f"riverbed-{self.name}")
-
-    def _subtopologies(self) -> list[SubTopology]:
-        return [sub for flow in self._flows for sub in flow.subs]
 
     def _groups(self) -> dict[str, list[ConsumerSpec]]:
         groups: dict[str, list[ConsumerSpec]] = {}

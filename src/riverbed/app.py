@@ -13,6 +13,7 @@ import logging
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, TypeVar, overload
 
@@ -29,6 +30,7 @@ from riverbed.errors import (
 )
 from riverbed.member import ConsumerOptions, GroupMember
 from riverbed.portal import Portal
+from riverbed.processing.checkpoint import Checkpoints
 from riverbed.processing.clock import Clock, SystemClock
 from riverbed.processing.registry import Processors
 from riverbed.processing.runner import flow_members
@@ -54,7 +56,8 @@ class App(Processors):
 
     `broker` is a URL (`sqlite:///path.db`, `memory://`, ...) or a `Broker` instance;
     the environment variable `RIVERBED_BROKER`, when set, overrides the URL. The default
-    is an embedded log at `./.riverbed/<name>.db`.
+    is an embedded log at `./.riverbed/<name>.db`. `clock` is the flows' wall clock;
+    `state_dir` holds a local copy of tables' state when the broker is a server.
     """
 
     def __init__(
@@ -67,6 +70,7 @@ class App(Processors):
         consumer_options: ConsumerOptions | None = None,
         maintenance_interval: float = 5.0,
         clock: Clock | None = None,
+        state_dir: str | os.PathLike[str] = ".riverbed/state",
     ) -> None:
         if not _APP_NAME.fullmatch(name):
             raise ConfigError(
@@ -92,6 +96,9 @@ class App(Processors):
         self._pool: DaemonThreadPool | None = None
         self.clock: Clock = clock or SystemClock()
         """The flows' wall clock (windows of quiet partitions close on it)."""
+        self.state_dir = Path(state_dir)
+        """Where tables keep a local copy of their state on server backends."""
+        self.checkpoints: Checkpoints | None = None
         self._flows: list[Flow] = []
         self._tables: dict[str, Table[Any]] = {}
 
@@ -331,6 +338,10 @@ class App(Processors):
         self._pool = DaemonThreadPool(
             max([c.concurrency for c in self._consumers] + [4]), f"riverbed-{self.name}"
         )
+        if self._tables and broker.capabilities.multi_machine:
+            # The changelog there is remote and uncompacted: keep a local copy of the
+            # state so a restart replays only its tail (see processing/checkpoint.py).
+            self.checkpoints = Checkpoints(self.state_dir / f"{self.name}.db")
         self._members = [
             GroupMember(self, group, specs, broker, self.consumer_options, self._pool)
             for group, specs in self._groups().items()
@@ -377,6 +388,9 @@ class App(Processors):
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+        if self.checkpoints is not None:
+            self.checkpoints.close()
+            self.checkpoints = None
         await self.aclose_broker()
 
     async def aclose_broker(self) -> None:

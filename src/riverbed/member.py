@@ -618,12 +618,18 @@ class GroupMember:
         if self._transactional and appends:
             # Nothing to write with the offsets: a plain commit is as atomic, and on Kafka
             # far cheaper than a transaction.
-            await self.broker.append_and_commit(appends, self.group, self.member_id, offsets)
-            return
-        for topic, records in appends:
-            await self.broker.append(topic, records)
-        if offsets:
-            await self.broker.commit(self.group, self.member_id, offsets)
+            written = await self.broker.append_and_commit(
+                appends, self.group, self.member_id, offsets
+            )
+            for (_, records), offs in zip(appends, written, strict=True):
+                _assign_offsets(records, offs)
+        else:
+            for topic, records in appends:
+                _assign_offsets(records, await self.broker.append(topic, records))
+            if offsets:
+                await self.broker.commit(self.group, self.member_id, offsets)
+        if self._tables and outputs:
+            await self._tables.checkpoint(outputs)
 
     async def _drain(self, queues: list[_Queue], tasks: list[asyncio.Task[None]]) -> None:
         """Let running handlers finish (bounded); records not started stay uncommitted."""
@@ -664,6 +670,11 @@ def _group_by_topic(
     for topic, rec in outputs:
         grouped.setdefault(topic, []).append(rec)
     return list(grouped.items())
+
+
+def _assign_offsets(records: Sequence[Record[Any]], offsets: Sequence[int]) -> None:
+    for rec, offset in zip(records, offsets, strict=True):
+        rec.offset = offset
 
 
 def _clear_queue(q: asyncio.Queue[Any]) -> None:

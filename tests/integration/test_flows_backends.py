@@ -4,11 +4,14 @@ JetStream and Redis Streams, state restored from the changelog after a restart."
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from riverbed import App, ConsumerOptions, Event, Tumbling, WindowValue
+from riverbed.processing.checkpoint import Checkpoints
+from riverbed.processing.store import decode_key as decode
 
 from .conftest import wait_for
 
@@ -33,8 +36,8 @@ class Customer(Event):
     name: str
 
 
-def build(url: str, name: str) -> tuple[App, Any, Any, Any, Any]:
-    app = App(name, broker=url, consumer_options=FAST)
+def build(url: str, name: str, state: Path) -> tuple[App, Any, Any, Any, Any]:
+    app = App(name, broker=url, consumer_options=FAST, state_dir=state)
     orders = app.topic(f"{name}-orders", Order, partitions=2, key=lambda o: o.customer)
     customers = app.topic(f"{name}-customers", Customer, partitions=2, key=lambda c: c.id)
     flow = app.stream(orders, name="revenue")
@@ -57,11 +60,11 @@ async def publish_at(app: App, topic: Any, ts: int, events: list[Any]) -> None:
 
 @pytest.mark.parametrize("backend", ["kafka", "nats", "redis"])
 async def test_window_and_join_on_each_server_backend(
-    backend: str, request: pytest.FixtureRequest
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     url = request.getfixturevalue(f"{backend}_url")
     name = f"flows{os.urandom(3).hex()}"
-    app, orders, customers, per_minute, named = build(url, name)
+    app, orders, customers, per_minute, named = build(url, name, tmp_path)
     async with app:
         await publish_at(app, customers, T0, [Customer(id="c1", name="Ann")])
         table = app.tables[f"named.{name}-customers.table"]
@@ -74,8 +77,13 @@ async def test_window_and_join_on_each_server_backend(
             timeout=30,
             what="the window sum",
         )
-    # Restarted: state comes back from the changelogs, nothing is counted twice.
-    app, orders, customers, per_minute, named = build(url, name)
+    # The local copy of the state holds what the changelog holds.
+    saved = Checkpoints(tmp_path / f"{name}.db")
+    copies = [saved.load(f"{name}.named.count.changelog", p) for p in range(2)]
+    saved.close()
+    assert [decode(k) for c in copies if c for k, _ in c.entries if k != b"null"] == ["Ann"]
+    # Restarted: state comes back (local copy + changelog tail), nothing counted twice.
+    app, orders, customers, per_minute, named = build(url, name, tmp_path)
     async with app:
         await publish_at(app, orders, T0 + 2_000, [Order(id="o9", customer="c1", total=9)])
         await wait_for(lambda: named.table.get("Ann") == 6, timeout=30, what="6 joined")

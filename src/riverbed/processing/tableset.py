@@ -9,6 +9,7 @@ carry the input offset the state reaches (`changelog`).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from contextvars import Token
@@ -38,6 +39,8 @@ class TableSet:
         self.app = app
         self.tables = list(tables)
         self.input = input_topic
+        self.checkpoints = app.checkpoints
+        self._changelogs = {t.changelog for t in self.tables}
         self._ids = IdGenerator()
         self._journals: dict[int, Journal] = {}
         self._applied: dict[int, dict[str, int]] = {}
@@ -68,7 +71,9 @@ class TableSet:
             ends = (await broker.describe_topic(table.changelog)).end_offsets()
             for p in partitions:
                 store = PartitionStore(p, journals[p])
-                await _replay(broker, table, TopicPartition(table.changelog, p), ends[p], store)
+                tp = TopicPartition(table.changelog, p)
+                start = await self._from_checkpoint(broker, table, tp, store)
+                await _replay(broker, table, tp, start, ends[p], store)
                 stores[p].append(store)
                 for topic, offset in store.applied.items():
                     have = self._applied.setdefault(p, {})
@@ -82,6 +87,40 @@ class TableSet:
         self._journals.update(journals)
         self._stores.update(stores)
         return reach
+
+    async def _from_checkpoint(
+        self, broker: Broker, table: Table[Any], tp: TopicPartition, store: PartitionStore
+    ) -> int:
+        """Load the local copy of `tp` if it still matches the changelog; returns the
+        changelog offset to replay from."""
+        if self.checkpoints is None:
+            return 0
+        saved = await asyncio.to_thread(self.checkpoints.load, tp.topic, tp.partition)
+        if saved is None:
+            return 0
+        at = await broker.fetch({tp: saved.last_offset}, max_records=1)
+        if not at or at[0].offset != saved.last_offset or at[0].id != saved.last_id:
+            # The changelog moved under it (recreated, or retention): replay it whole.
+            await asyncio.to_thread(self.checkpoints.forget, tp.topic, tp.partition)
+            return 0
+        for key, value in saved.entries:
+            store.load(key, value, table.decode)
+        return saved.last_offset + 1
+
+    async def checkpoint(self, written: Sequence[tuple[str, Record[Any]]]) -> None:
+        """Copy the changelog records a commit wrote (their offsets set) to local state."""
+        if self.checkpoints is None:
+            return
+        runs: dict[tuple[str, int], list[Record[Any]]] = {}
+        for topic, rec in written:
+            if topic in self._changelogs:
+                runs.setdefault((topic, rec.partition), []).append(rec)
+        for (topic, partition), recs in runs.items():
+            changes = [(r.key or b"null", None if _is_tombstone(r) else r.value) for r in recs]
+            last = max(recs, key=lambda r: r.offset)
+            await asyncio.to_thread(
+                self.checkpoints.save, topic, partition, changes, last.offset, last.id
+            )
 
     def applied(self, partition: int) -> dict[str, int]:
         """Per input topic, the offset the restored state of `partition` reaches."""
@@ -149,15 +188,24 @@ class RecordScope:
             self._journal.rollback()
 
 
+def _is_tombstone(rec: Record[Any]) -> bool:
+    return bool(rec.headers) and TOMBSTONE_HEADER in rec.headers
+
+
 async def _replay(
-    broker: Broker, table: Table[Any], tp: TopicPartition, end: int, store: PartitionStore
+    broker: Broker,
+    table: Table[Any],
+    tp: TopicPartition,
+    start: int,
+    end: int,
+    store: PartitionStore,
 ) -> None:
-    position = 0
+    position = start
     while position < end:
         batch = await broker.fetch({tp: position}, max_records=_RESTORE_BATCH)
         if not batch:
             break  # retention removed the tail meanwhile: nothing more to read
         for rec in batch:
-            tombstone = rec.headers.get(TOMBSTONE_HEADER) if rec.headers else None
-            store.load(rec.key or b"null", None if tombstone else rec.value, table.decode)
+            value = None if _is_tombstone(rec) else rec.value
+            store.load(rec.key or b"null", value, table.decode)
             position = rec.offset + 1

@@ -357,17 +357,19 @@ class App(Processors):
         return groups
 
     async def _run_members(self) -> None:
+        done = asyncio.Event()
         async with asyncio.TaskGroup() as tg:
-            maintenance = tg.create_task(self._maintain_loop())
+            maintenance = tg.create_task(self._maintain_loop(done))
             members = [tg.create_task(m.run()) for m in self._members]
             if members:
                 await asyncio.wait(members)
             else:
                 await asyncio.Event().wait()  # only housekeeping: run until cancelled
+            done.set()  # in case the cancel is lost in a client's wait_for (see member.py)
             maintenance.cancel()
 
-    async def _maintain_loop(self) -> None:
-        while True:
+    async def _maintain_loop(self, done: asyncio.Event) -> None:
+        while not done.is_set():
             await asyncio.sleep(self.maintenance_interval)
             try:
                 await self.broker.maintain()

@@ -228,7 +228,8 @@ async def _backoff(delay: float, stopping: asyncio.Event) -> None:
     if delay <= 0:
         return
     try:
-        await asyncio.wait_for(stopping.wait(), delay)
+        async with asyncio.timeout(delay):
+            await stopping.wait()
     except TimeoutError:
         return
     raise asyncio.CancelledError("stopping during retry backoff")

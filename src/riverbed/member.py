@@ -130,6 +130,8 @@ class GroupMember:
         self._idle_waiters = 0
         self._releasing: set[TopicPartition] = set()
         self._tg: asyncio.TaskGroup | None = None
+        self._ended = False
+        """The session is over: its background loops must return."""
         self._release_tasks: set[asyncio.Task[None]] = set()
         self._kick = asyncio.Event()
         self._commit_lock = asyncio.Lock()
@@ -167,7 +169,8 @@ class GroupMember:
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
 
     async def _session(self) -> None:
         assignment = await self.broker.join_group(
@@ -190,6 +193,10 @@ class GroupMember:
                 fetcher = tg.create_task(self._fetch_loop(queues))
                 await self._stopping.wait()
                 await self._drain(queues, [fetcher, *workers])
+                # The loops also check `_ended`: a cancel can be lost (an asyncio.wait_for
+                # in a client library may swallow it when its result arrives at the same
+                # moment), and the task group would then wait for them forever.
+                self._ended = True
                 for task in [*side, *self._release_tasks]:
                     task.cancel()  # leaving the group releases everything anyway
             await self._commit()
@@ -201,7 +208,7 @@ class GroupMember:
 
     # -- assignment -------------------------------------------------------------------
     async def _heartbeat_loop(self) -> None:
-        while True:
+        while not self._ended:
             await asyncio.sleep(self.options.heartbeat_interval)
             await self._apply(await self.broker.heartbeat(self.group, self.member_id))
 
@@ -301,7 +308,8 @@ class GroupMember:
 
         self._idle_waiters += 1
         try:
-            await asyncio.wait_for(idle(), timeout)
+            async with asyncio.timeout(timeout):
+                await idle()
         except TimeoutError:
             return False
         finally:
@@ -573,7 +581,7 @@ class GroupMember:
         interval = self.options.commit_interval
         linger = self.options.output_linger
         waited = 0.0
-        while True:
+        while not self._ended:
             step = linger if self._outputs else min(interval, 0.05)
             await asyncio.sleep(step)
             waited += step

@@ -98,7 +98,8 @@ class Publisher:
             while True:
                 await self._publish(bid, subjects, records, headers, pending)
                 try:
-                    await asyncio.wait_for(batch.done.wait(), self._ack_timeout)
+                    async with asyncio.timeout(self._ack_timeout):
+                        await batch.done.wait()
                 except TimeoutError:
                     pending = [i for i, o in enumerate(batch.offsets) if o < 0]
                     if loop.time() >= give_up:

@@ -153,7 +153,8 @@ class Fetcher:
                 changed = self._changed
                 await self._pull(readers, max_records, remaining)
                 try:
-                    await asyncio.wait_for(changed.wait(), remaining)
+                    async with asyncio.timeout(remaining):
+                        await changed.wait()
                 except TimeoutError:
                     return []
                 self._check_open()
@@ -178,7 +179,8 @@ class Fetcher:
             if remaining <= 0:
                 raise BrokerUnavailable("JetStream did not answer a pull request; retry later")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await changed.wait()
             self._check_open()
         return self._take(readers, max_records)
 

@@ -353,7 +353,8 @@ class TopicAdmin:
                     b'{"batch":%d,"no_wait":true}' % _SCAN_BATCH,
                     reply=inbox,
                 )
-                await asyncio.wait_for(ended.wait(), self._api.timeout)
+                async with asyncio.timeout(self._api.timeout):
+                    await ended.wait()
                 for msg in got:
                     _, seq, server_ns = parse_ack_reply(msg.reply)
                     text = msg.headers.get(H_TIME) if msg.headers else None

@@ -152,7 +152,8 @@ class MemoryBroker:
             if remaining <= 0:
                 return []
             try:
-                await asyncio.wait_for(self._waiter().wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._waiter().wait()
             except TimeoutError:
                 return []
             self._check_open()

@@ -301,7 +301,7 @@ class FlowMember(GroupMember):
 
     # -- wall-clock ticks -----------------------------------------------------------------------
     async def _tick_loop(self) -> None:
-        while True:
+        while not self._ended:
             await self.clock.sleep(TICK_INTERVAL)
             await self.tick()
 

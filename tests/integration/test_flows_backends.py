@@ -68,13 +68,13 @@ async def test_window_and_join_on_each_server_backend(
     async with app:
         await publish_at(app, customers, T0, [Customer(id="c1", name="Ann")])
         table = app.tables[f"named.{name}-customers.table"]
-        await wait_for(lambda: len(table) == 1, timeout=30, what="the customer")
+        await wait_for(lambda: len(table) == 1, timeout=60, what="the customer")
         first = [Order(id=f"o{i}", customer="c1", total=i) for i in range(5)]
         await publish_at(app, orders, T0 + 1_000, first)
-        await wait_for(lambda: named.table.get("Ann") == 5, timeout=30, what="5 joined")
+        await wait_for(lambda: named.table.get("Ann") == 5, timeout=60, what="5 joined")
         await wait_for(
             lambda: per_minute.table.get("c1") == [WindowValue(T0, T0 + 60_000, 10)],
-            timeout=30,
+            timeout=60,
             what="the window sum",
         )
     # The local copy of the state holds what the changelog holds.
@@ -86,9 +86,9 @@ async def test_window_and_join_on_each_server_backend(
     app, orders, customers, per_minute, named = build(url, name, tmp_path)
     async with app:
         await publish_at(app, orders, T0 + 2_000, [Order(id="o9", customer="c1", total=9)])
-        await wait_for(lambda: named.table.get("Ann") == 6, timeout=30, what="6 joined")
+        await wait_for(lambda: named.table.get("Ann") == 6, timeout=60, what="6 joined")
         await wait_for(
             lambda: per_minute.table.get("c1") == [WindowValue(T0, T0 + 60_000, 19)],
-            timeout=30,
+            timeout=60,
             what="the window sum after a restart",
         )

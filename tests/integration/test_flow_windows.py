@@ -117,3 +117,32 @@ async def test_hopping_sliding_and_session_windows(backend: Backend) -> None:
 
 def _windows(ts: Any, key: str) -> list[tuple[int, int, Any]]:
     return [(w.start, w.end, w.value) for w in ts.table.get(key, [])]
+
+
+async def test_a_replay_of_old_events_is_not_closed_by_the_wall_clock(backend: Backend) -> None:
+    """Event time a day behind the clock is a replay: a pause must not make the next
+    records late, so only records move its time."""
+    clock = MockClock(T0 + 86_400_000)
+    app, clicks = clicks_app(backend, clock)
+    totals = app.stream(clicks, name="s").group_by().window(Tumbling(60)).count()
+    async with app:
+        await publish_at(clicks, T0 + 10_000, Click(user="a"))
+        await wait_for(lambda: totals.table.get("a") is not None, what="a's window")
+        clock.advance(3600)  # an hour of pause in the replay
+        await publish_at(clicks, T0 + 20_000, Click(user="a"))  # same window: not late
+        await wait_for(lambda: totals.table.get("a") == [WindowValue(T0, T0 + 60_000, 2)])
+        assert await read_topic(app.broker, "shop.s.late") == []
+
+
+def test_wall_time_moves_only_live_partitions() -> None:
+    from riverbed.processing.walltime import WallTime
+
+    wall = WallTime(live=600)
+    assert wall.target(0, 1_000) is None  # nothing seen
+    wall.seen(0, now_ms=1_000_000, watermark=999_000)  # 1 s behind the clock: live
+    assert wall.target(0, 1_005_000) == 1_004_000
+    wall.seen(1, now_ms=1_000_000, watermark=1_000_000 - 600_001)  # just past: a replay
+    assert wall.target(1, 2_000_000) is None
+    assert WallTime(live=None).target(0, 5) is None
+    wall.forget(0)
+    assert wall.target(0, 1_005_000) is None

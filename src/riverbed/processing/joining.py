@@ -27,6 +27,7 @@ from riverbed.errors import DeadLetter
 from riverbed.processing.joins import How, lookup_join
 from riverbed.processing.nodes import Node, is_async_fn
 from riverbed.processing.table import EngineTable, Table
+from riverbed.processing.walltime import WallTime
 
 if TYPE_CHECKING:
     from riverbed.app import App
@@ -146,6 +147,7 @@ class StreamJoinSide(Node):
         side: str,
         codec: SchemaCodec,
         late: Topic[Any] | None,
+        clock: WallTime,
         ticks: bool,
     ) -> None:
         super().__init__()
@@ -153,9 +155,10 @@ class StreamJoinSide(Node):
         self.side = side
         self.codec = codec
         self.late = late
+        self.clock = clock
+        """Shared by both sides of the join."""
         self.ticks = ticks
         """The left side closes the join's windows on wall-clock ticks (once per join)."""
-        self.arrivals: dict[int, tuple[int, int]] = {}
 
     def _enter(self, run: Run, key: str | None, value: Any, ts: int) -> list[JoinResult]:
         key = _need_key(key, f"the stream join {self.table.name!r}")
@@ -166,7 +169,7 @@ class StreamJoinSide(Node):
             if self.late is not None:
                 run.emit(self.late, key, value, ts)
             return []
-        self.arrivals[run.partition] = (run.now_ms, part.watermark or ts)
+        self.clock.seen(run.partition, run.now_ms, part.watermark)
         return results
 
     def push(self, run: Run, key: str | None, value: Any, ts: int) -> None:
@@ -179,20 +182,17 @@ class StreamJoinSide(Node):
 
     # -- wall-clock time (as `WindowNode`) ------------------------------------------------------
     def opened(self, partition: int, now_ms: int) -> None:
-        watermark = self.table.part(partition).watermark
-        if watermark is not None:
-            self.arrivals[partition] = (now_ms, watermark)
+        self.clock.seen(partition, now_ms, self.table.part(partition).watermark)
 
     def tick(self, run: Run) -> list[tuple[str, Any, int]]:
-        arrival = self.arrivals.get(run.partition) if self.ticks else None
-        if arrival is None:
+        target = self.clock.target(run.partition, run.now_ms) if self.ticks else None
+        if target is None:
             return []
-        wall, watermark = arrival
-        results = self.table.part(run.partition).advance(watermark + run.now_ms - wall)
+        results = self.table.part(run.partition).advance(target)
         return [(r.key, (r.left, r.right), r.ts) for r in results]
 
     def forget(self, partition: int) -> None:
-        self.arrivals.pop(partition, None)
+        self.clock.forget(partition)
 
 
 class TableJoinSide(_Pair):

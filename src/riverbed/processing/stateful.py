@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from riverbed.errors import DeadLetter
 from riverbed.processing.nodes import Node
+from riverbed.processing.walltime import WallTime
 
 if TYPE_CHECKING:
     from riverbed.processing.table import AggregateTable, WindowedTable
@@ -67,12 +68,11 @@ class AggregateNode(Node):
 class WindowNode(Node):
     """A windowed aggregation: updates and closes windows, sends late records aside."""
 
-    def __init__(self, table: WindowedTable, late: Topic[Any] | None) -> None:
+    def __init__(self, table: WindowedTable, late: Topic[Any] | None, clock: WallTime) -> None:
         super().__init__()
         self.table = table
         self.late = late
-        self.arrivals: dict[int, tuple[int, int]] = {}
-        """Partition -> (wall-clock ms of the last record, the watermark after it)."""
+        self.clock = clock
 
     def update(self, run: Run, key: str | None, value: Any, ts: int) -> list[WindowResult]:
         key = _require_key(key, self.table.name)
@@ -82,7 +82,7 @@ class WindowNode(Node):
             if self.late is not None:
                 run.emit(self.late, key, value, ts)
             return []
-        self.arrivals[run.partition] = (run.now_ms, part.watermark or ts)
+        self.clock.seen(run.partition, run.now_ms, part.watermark)
         return results
 
     def push(self, run: Run, key: str | None, value: Any, ts: int) -> None:
@@ -95,22 +95,18 @@ class WindowNode(Node):
 
     def opened(self, partition: int, now_ms: int) -> None:
         """A partition's state was restored: wall-clock closing counts from now."""
-        watermark = self.table.part(partition).watermark
-        if watermark is not None:
-            self.arrivals[partition] = (now_ms, watermark)
+        self.clock.seen(partition, now_ms, self.table.part(partition).watermark)
 
     def tick(self, run: Run) -> list[tuple[str, dict[str, Any], int]]:
         """Wall-clock time passed with no record: move the watermark on as far; returns
         the items to push downstream (windows that closed)."""
-        arrival = self.arrivals.get(run.partition)
-        if arrival is None:
+        target = self.clock.target(run.partition, run.now_ms)
+        if target is None:
             return []
-        wall, watermark = arrival
-        part = self.table.part(run.partition)
-        return _items(part.advance(watermark + run.now_ms - wall))
+        return _items(self.table.part(run.partition).advance(target))
 
     def forget(self, partition: int) -> None:
-        self.arrivals.pop(partition, None)
+        self.clock.forget(partition)
 
 
 def _items(results: list[WindowResult]) -> list[tuple[str, dict[str, Any], int]]:

@@ -49,6 +49,7 @@ from riverbed.processing.nodes import (
 )
 from riverbed.processing.stateful import AggregateNode, WindowNode
 from riverbed.processing.table import AggregateTable, EngineTable, Table, WindowedTable
+from riverbed.processing.walltime import DEFAULT_LIVE, WallTime
 
 if TYPE_CHECKING:
     from riverbed.processing.joins import How
@@ -186,11 +187,13 @@ class Stream(Generic[T]):
         how: How = "inner",
         grace: float = 0.0,
         name: str | None = None,
+        wall_clock: float | None = DEFAULT_LIVE,
     ) -> Stream[U]:
         """Stream-stream join: values of the two streams with the same key whose times
         are at most `within` seconds apart, `fn(value, other_value)`. `how="left"`
         (or "outer") also emits values that found no partner once their window passed,
-        with None for the missing side. Records later than `grace` go to the late topic."""
+        with None for the missing side. Records later than `grace` go to the late topic.
+        `wall_clock`: as for `window()`."""
         from riverbed.processing.joins import StreamJoin
 
         flow, sub = self._flow, self._sub
@@ -205,8 +208,9 @@ class Stream(Generic[T]):
         late = flow.late_topic(sub.partitions)
         left_codec, right_codec = _json_codec(self._schema), _json_codec(topic.schema)
         apply = JoinApply(fn, left_codec, right_codec)
-        left = StreamJoinSide(table, "left", left_codec, late, ticks=True)
-        right = StreamJoinSide(table, "right", right_codec, late, ticks=False)
+        clock = WallTime(wall_clock)
+        left = StreamJoinSide(table, "left", left_codec, late, clock, ticks=True)
+        right = StreamJoinSide(table, "right", right_codec, late, clock, ticks=False)
         self._node.add(left).add(apply)
         sub.side(topic, f"join with {topic.name!r}").add(right).add(apply)
         return Stream(flow, sub, apply)
@@ -239,16 +243,17 @@ class GroupedStream(Generic[T]):
         *,
         emit: Emit = "close",
         retention: float | None = 86_400.0,
-        late: bool = True,
+        wall_clock: float | None = DEFAULT_LIVE,
     ) -> WindowedStream[T]:
         """Aggregate per window: `Tumbling`, `Hopping`, `Sliding` or `Session`.
 
         `emit`: "close" (one final result per window), "update" (every change) or
         "both". Closed windows stay queryable for `retention` seconds (None: forever).
-        Records later than the window's grace go to `<app>.<flow>.late` (`late=False`:
-        they are counted and logged only).
+        Records later than the window's grace go to `<app>.<flow>.late`. While a partition gets no records its windows also
+        close on the app's clock, if its event time is live: within `wall_clock` seconds
+        of the clock (None: only records move time; see `walltime.py`).
         """
-        return WindowedStream(self._stream, spec, emit, retention, late)
+        return WindowedStream(self._stream, spec, emit, retention, wall_clock)
 
     def _agg(self, aggregator: agg.Aggregator, name: str | None) -> TableStream[Any]:
         s = self._stream
@@ -306,13 +311,18 @@ class WindowedStream(GroupedStream[T]):
     """A grouped stream cut into windows; its aggregations make a `WindowedTable`."""
 
     def __init__(
-        self, stream: Stream[T], spec: WindowSpec, emit: Emit, retention: float | None, late: bool
+        self,
+        stream: Stream[T],
+        spec: WindowSpec,
+        emit: Emit,
+        retention: float | None,
+        wall_clock: float | None,
     ) -> None:
         super().__init__(stream)
         self._spec = spec
         self._emit = emit
         self._retention = retention
-        self._late = late
+        self._wall_clock = wall_clock
 
     def _agg(self, aggregator: agg.Aggregator, name: str | None) -> TableStream[Any]:
         from riverbed.processing.windows import WindowedAggregation
@@ -324,8 +334,8 @@ class WindowedStream(GroupedStream[T]):
         table = WindowedTable(s._flow.app, s._flow.table_name(name, aggregator.name), engine)
         s._flow.app.add_table(table)
         s._sub.add_table(table)
-        late = s._flow.late_topic(s._sub.partitions) if self._late else None
-        node = WindowNode(table, late)
+        late = s._flow.late_topic(s._sub.partitions)
+        node = WindowNode(table, late, WallTime(self._wall_clock))
         s._node.add(node)
         return TableStream(table, Stream(s._flow, s._sub, node))
 

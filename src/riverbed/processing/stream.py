@@ -249,9 +249,10 @@ class GroupedStream(Generic[T]):
 
         `emit`: "close" (one final result per window), "update" (every change) or
         "both". Closed windows stay queryable for `retention` seconds (None: forever).
-        Records later than the window's grace go to `<app>.<flow>.late`. While a partition gets no records its windows also
-        close on the app's clock, if its event time is live: within `wall_clock` seconds
-        of the clock (None: only records move time; see `walltime.py`).
+        Records later than the window's grace go to `<app>.<flow>.late`. While a
+        partition gets no records its windows also close on the app's clock, if its
+        event time is live: within `wall_clock` seconds of the clock (None: only
+        records move time; see `walltime.py`).
         """
         return WindowedStream(self._stream, spec, emit, retention, wall_clock)
 

@@ -169,7 +169,6 @@ class StreamJoinSide(Node):
             if self.late is not None:
                 run.emit(self.late, key, value, ts)
             return []
-        self.clock.seen(run.partition, run.now_ms, part.watermark)
         return results
 
     def push(self, run: Run, key: str | None, value: Any, ts: int) -> None:
@@ -181,7 +180,7 @@ class StreamJoinSide(Node):
             await self.aforward(run, r.key, (r.left, r.right), r.ts)
 
     # -- wall-clock time (as `WindowNode`) ------------------------------------------------------
-    def opened(self, partition: int, now_ms: int) -> None:
+    def touch(self, partition: int, now_ms: int) -> None:
         self.clock.seen(partition, now_ms, self.table.part(partition).watermark)
 
     def tick(self, run: Run) -> list[tuple[str, Any, int]]:
@@ -242,7 +241,7 @@ class TableJoinTable(EngineTable[Any]):
         return left, right
 
     def _lookup(self, key: Hashable) -> tuple[bool, Any]:
-        for part in list(self._parts.values()):
+        for part in list(self.parts.values()):
             row = part.get(key)
             if row is not None:
                 return True, row
@@ -252,9 +251,9 @@ class TableJoinTable(EngineTable[Any]):
         return self.fn(*self.decode_row(stored))
 
     def __len__(self) -> int:
-        return sum(len(part.rows()) for part in list(self._parts.values()))
+        return sum(len(part.rows()) for part in list(self.parts.values()))
 
     def snapshot(self) -> dict[str, Any]:
         return {
-            row.key: self.show(row) for part in list(self._parts.values()) for row in part.rows()
+            row.key: self.show(row) for part in list(self.parts.values()) for row in part.rows()
         }

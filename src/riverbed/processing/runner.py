@@ -72,6 +72,7 @@ class FlowMember(GroupMember):
         self._sides = frozenset(sub.sides)
         self._side: dict[TopicPartition, int] = {}
         self._keys: dict[bytes, str] = {}
+        self._timed = sub.timed
         # With coroutine steps a record's processing yields to the loop: the tick must
         # not run in between (its writes would join the record's journal).
         self._steps = asyncio.Lock()
@@ -93,7 +94,7 @@ class FlowMember(GroupMember):
         for tp in tps:
             self._open_engines(tp.partition)
             for node in self.sub.timed:
-                node.opened(tp.partition, now)
+                node.touch(tp.partition, now)
             applied = self.task.tables.applied(tp.partition)
             for side in self._sides:  # a table side is read from its start
                 self._side[TopicPartition(side, tp.partition)] = applied.get(side, 0)
@@ -181,41 +182,55 @@ class FlowMember(GroupMember):
 
         Outputs of finished records collect in `run.outputs` and join the member's held
         outputs before any await, so a commit never takes an offset without its outputs.
+        Nothing else can run between two records here (no await), so the stop flag and
+        the ownership are checked when the partition changes and after an await.
         """
-        stopping, task, finish = self._stopping, self.task, self._finish
+        task, keys, group = self.task, self._keys, self.group
         journal = Journal()
+        entries = journal.entries
         outputs = run.outputs
         roots: list[Node] = []
         decode: Any = None
         positions: dict[TopicPartition, int] = {}
+        done: dict[TopicPartition, int] = {}
         tp = TopicPartition("", -1)
         handled = 0
+        timed = self._timed
         for rec in records:
             if rec.partition != tp.partition or rec.topic != tp.topic:
+                for node in timed:
+                    if tp.topic and tp in positions:
+                        node.touch(tp.partition, run.now_ms)
+                if self._stopping.is_set():
+                    break
                 tp = TopicPartition(rec.topic, rec.partition)
                 positions = self._position_map(tp)
+                done = self._side if tp.topic in self._sides else self._done
                 if tp not in positions:
                     continue  # revoked meanwhile
                 run.partition = tp.partition
                 run.stores = task.tables.stores(tp.partition) if task.tables else []
                 journal = task.tables.journal(tp.partition) if task.tables else Journal()
+                entries = journal.entries
                 roots, decode = task.roots[rec.topic], task.decoders[rec.topic]
             pos = positions.get(tp)
-            if pos is None or rec.offset < pos or stopping.is_set():
+            if pos is None or rec.offset < pos:
                 continue  # revoked meanwhile, or a stale duplicate from before a reset
             positions[tp] = rec.offset + 1
-            if rec.headers and rec.headers.get(H_REPLAY_GROUP, self.group) != self.group:
+            if rec.headers and rec.headers.get(H_REPLAY_GROUP, group) != group:
                 self.stats.skipped += 1  # a replay meant for another group
-                finish(rec, tp)
+                done[tp] = rec.offset + 1
                 continue
-            journal.begin()
+            if entries:
+                entries.clear()
+            journal.active = True
             mark = len(outputs)
-            self._current = tp
             try:
                 value = decode(rec.value) if rec.data is None else rec.data
-                key, ts = self._key(rec.key), rec.timestamp
+                raw = rec.key
+                key = None if raw is None else (keys.get(raw) or self._key(raw))
                 for node in roots:
-                    node.push(run, key, value, ts)
+                    node.push(run, key, value, rec.timestamp)
             except Exception as exc:
                 self._rollback(journal, tp.partition)
                 del outputs[mark:]
@@ -224,10 +239,12 @@ class FlowMember(GroupMember):
                 await self._recover_record(rec, tp, exc)
                 tp = TopicPartition("", -1)  # state may have moved during the await
                 continue
-            journal.end()
-            finish(rec, tp)
+            journal.active = False
+            done[tp] = rec.offset + 1
             handled += 1
-        self._current = None
+        for node in timed:
+            if tp.topic and tp in positions:
+                node.touch(tp.partition, run.now_ms)
         self.stats.handled += handled
 
     def _rollback(self, journal: Journal, partition: int) -> None:
@@ -261,6 +278,8 @@ class FlowMember(GroupMember):
             self.stats.handled += 1
             self._outputs.extend(outputs)
             self._finish(rec, tp)
+            for node in self._timed:
+                node.touch(tp.partition, self.clock.now_ms())
             self._progress.set()
 
     async def _attempt(self, rec: Record[Any]) -> list[tuple[str, Record[Any]]]:

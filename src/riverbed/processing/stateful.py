@@ -17,7 +17,7 @@ from riverbed.processing.walltime import WallTime
 if TYPE_CHECKING:
     from riverbed.processing.table import AggregateTable, WindowedTable
     from riverbed.processing.task import Run
-    from riverbed.processing.windows import WindowResult
+    from riverbed.processing.windows import WindowedPartition, WindowResult
     from riverbed.topics import Topic
 
 __all__ = ["AggregateNode", "WindowNode"]
@@ -75,26 +75,31 @@ class WindowNode(Node):
         self.clock = clock
 
     def update(self, run: Run, key: str | None, value: Any, ts: int) -> list[WindowResult]:
-        key = _require_key(key, self.table.name)
-        part = self.table.part(run.partition)
+        """Add the record to its windows (the runtime tells `clock` afterwards, once per
+        batch: see `touch`)."""
+        if key is None:
+            key = _require_key(key, self.table.name)  # raises: no key, no window
+        part: WindowedPartition = self.table.parts[run.partition]
         results = part.add(key, ts, value)
         if results is None:
             if self.late is not None:
                 run.emit(self.late, key, value, ts)
             return []
-        self.clock.seen(run.partition, run.now_ms, part.watermark)
         return results
 
     def push(self, run: Run, key: str | None, value: Any, ts: int) -> None:
-        for k, out, t in _items(self.update(run, key, value, ts)):
-            self.forward(run, k, out, t)
+        results = self.update(run, key, value, ts)
+        if results:
+            for k, out, t in _items(results):
+                self.forward(run, k, out, t)
 
     async def apush(self, run: Run, key: str | None, value: Any, ts: int) -> None:
         for k, out, t in _items(self.update(run, key, value, ts)):
             await self.aforward(run, k, out, t)
 
-    def opened(self, partition: int, now_ms: int) -> None:
-        """A partition's state was restored: wall-clock closing counts from now."""
+    def touch(self, partition: int, now_ms: int) -> None:
+        """Records of `partition` arrived (or its state was restored) at `now_ms`:
+        wall-clock closing counts from here."""
         self.clock.seen(partition, now_ms, self.table.part(partition).watermark)
 
     def tick(self, run: Run) -> list[tuple[str, dict[str, Any], int]]:

@@ -49,17 +49,20 @@ def decode_key(raw: bytes) -> Hashable:
 
 class Journal:
     """The undo log of the record in progress, shared by the stores of one partition
-    (one flag to raise per record, however many tables the record writes)."""
+    (one flag to raise per record, however many tables the record writes). An entry
+    is (store, key, value before the write); a rollback puts the values back and marks
+    the keys dirty, which at worst writes an unchanged value to the changelog again."""
 
     __slots__ = ("active", "entries")
 
     def __init__(self) -> None:
         self.active = False
-        self.entries: list[tuple[PartitionStore, Hashable, Any, Any]] = []
+        self.entries: list[tuple[PartitionStore, Hashable, Any]] = []
 
     def begin(self) -> None:
         self.active = True
-        self.entries.clear()
+        if self.entries:
+            self.entries.clear()
 
     def end(self) -> None:
         self.active = False
@@ -67,8 +70,8 @@ class Journal:
     def rollback(self) -> None:
         """Undo the record's writes, newest first."""
         self.active = False
-        for store, key, old, old_dirty in reversed(self.entries):
-            store.restore(key, old, old_dirty)
+        for store, key, old in reversed(self.entries):
+            store.restore(key, old)
         self.entries.clear()
 
 
@@ -89,21 +92,21 @@ class PartitionStore:
         return self.data.get(key, default)
 
     def put(self, key: Hashable, value: Any) -> None:
+        data = self.data
         journal = self.journal
         if journal.active:
-            journal.entries.append(
-                (self, key, self.data.get(key, _MISSING), self.dirty.get(key, _MISSING))
-            )
-        self.data[key] = value
+            journal.entries.append((self, key, data.get(key, _MISSING)))
+        data[key] = value
         self.dirty[key] = value
 
     def delete(self, key: Hashable) -> None:
-        if key not in self.data:
+        data = self.data
+        if key not in data:
             return
         journal = self.journal
         if journal.active:
-            journal.entries.append((self, key, self.data[key], self.dirty.get(key, _MISSING)))
-        del self.data[key]
+            journal.entries.append((self, key, data[key]))
+        del data[key]
         self.dirty[key] = _DELETED
 
     def items(self) -> Iterator[tuple[Hashable, Any]]:
@@ -112,16 +115,14 @@ class PartitionStore:
     def __len__(self) -> int:
         return len(self.data)
 
-    def restore(self, key: Hashable, old: Any, old_dirty: Any) -> None:
+    def restore(self, key: Hashable, old: Any) -> None:
         """Put back what a journal entry saved (a rollback)."""
         if old is _MISSING:
             self.data.pop(key, None)
+            self.dirty[key] = _DELETED
         else:
             self.data[key] = old
-        if old_dirty is _MISSING:
-            self.dirty.pop(key, None)
-        else:
-            self.dirty[key] = old_dirty
+            self.dirty[key] = old
 
     # -- changelog ------------------------------------------------------------------------
     def drain(self, encode: Callable[[Any], bytes]) -> list[tuple[bytes, bytes | None]]:
@@ -137,21 +138,21 @@ class PartitionStore:
         out: list[tuple[bytes, bytes | None]] = []
         for k, v in self.dirty.items():
             if k in before:
-                v = before[k]
-                if v is _MISSING:
-                    continue  # clean before the record: nothing of it to commit yet
+                # Absent before the record: a deletion (maybe of nothing, which is
+                # harmless; maybe of a deletion not yet written, which must be).
+                v = _DELETED if before[k] is _MISSING else before[k]
             out.append((encode_key(k), None if v is _DELETED else encode(v)))
         self.dirty = {k: self.dirty[k] for k in before if k in self.dirty}
         out.append((OFFSETS_KEY, _json_encode(self.applied)))
         return out
 
     def _before_record(self) -> dict[Hashable, Any]:
-        """Key -> its dirty value before the record in progress (_MISSING: was clean)."""
+        """Key -> its value before the record in progress (_MISSING: it had none)."""
         before: dict[Hashable, Any] = {}
         if self.journal.active:
-            for store, key, _old, old_dirty in self.journal.entries:
+            for store, key, old in self.journal.entries:
                 if store is self:
-                    before.setdefault(key, old_dirty)
+                    before.setdefault(key, old)
         return before
 
     def load(self, key: bytes, value: bytes | None, decode: Callable[[bytes], Any]) -> None:

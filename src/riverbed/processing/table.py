@@ -217,18 +217,19 @@ class EngineTable(Table[V]):
     def __init__(self, app: App, name: str, engine: Any) -> None:
         super().__init__(app, name)
         self.engine = engine
-        self._parts: dict[int, Any] = {}
+        self.parts: dict[int, Any] = {}
+        """Partition -> its engine (opened on the partition's store)."""
 
     def open(self, partition: int) -> Any:
-        part = self._parts[partition] = self.engine.open(self._stores[partition])
+        part = self.parts[partition] = self.engine.open(self._stores[partition])
         return part
 
     def part(self, partition: int) -> Any:
-        return self._parts[partition]
+        return self.parts[partition]
 
     def detach(self, partition: int) -> None:
         super().detach(partition)
-        self._parts.pop(partition, None)
+        self.parts.pop(partition, None)
 
     def _writable(self, key: str) -> PartitionStore:
         raise ConfigError(f"table {self.name!r} is kept by a flow step: it is read-only")
@@ -241,7 +242,7 @@ class WindowedTable(EngineTable[list[WindowValue]]):
         super().__init__(app, name, engine)
 
     def part(self, partition: int) -> WindowedPartition:
-        part: WindowedPartition = self._parts[partition]
+        part: WindowedPartition = self.parts[partition]
         return part
 
     def _lookup(self, key: Hashable) -> tuple[bool, Any]:
@@ -255,7 +256,7 @@ class WindowedTable(EngineTable[list[WindowValue]]):
 
     def snapshot(self) -> dict[str, list[WindowValue]]:
         out: dict[str, list[WindowValue]] = {}
-        for part in list(self._parts.values()):
+        for part in list(self.parts.values()):
             for w in part.all_windows():
                 out.setdefault(w.key, []).append(WindowValue(w.start, w.end, w.value, w.final))
         return out

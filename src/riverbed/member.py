@@ -598,7 +598,16 @@ class GroupMember:
             outputs.extend(self._state_outputs())
             if not offsets and not outputs:
                 return
-            await self._write(outputs, offsets)
+            # The outputs have left `_outputs`: a cancel (a stop, a revocation) must not
+            # abandon the write half-way, or they would be lost while a later commit
+            # stores the offsets alone. The write finishes; the cancel is raised after.
+            write = asyncio.ensure_future(self._write(outputs, offsets))
+            try:
+                await asyncio.shield(write)
+            except asyncio.CancelledError:
+                await write
+                self._committed.update(offsets)
+                raise
             self._committed.update(offsets)
             self.stats.commits += 1
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,6 +24,19 @@ class Row:
     ratio: str
     rss: str
     verdict: str
+
+
+def log(msg: str) -> None:
+    """Progress for the person waiting: on stderr, so stdout stays the report."""
+    print(msg, file=sys.stderr, flush=True)
+
+
+def median_run(runs: list[Outcome | str]) -> Outcome | str:
+    """The run with the median rate (the lower middle one), or the last failure."""
+    done = sorted((r for r in runs if isinstance(r, Outcome)), key=lambda o: o.result["rate"])
+    if not done:
+        return runs[-1]
+    return done[(len(done) - 1) // 2]
 
 
 def _k(rate: float) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 from benchmarks.backends import cleanup, plan, report, servers
 from benchmarks.machine import describe
 from benchmarks.procs import Outcome
-from benchmarks.report import preamble
+from benchmarks.report import log, median_run, preamble
 
 BACKENDS = ("sqlite", "kafka", "nats", "redis")
 RESULTS = Path(__file__).resolve().parent.parent / "results" / "backends.md"
@@ -49,17 +49,6 @@ def _backend_list(text: str) -> list[str]:
     return names
 
 
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def _median(runs: list[plan.Result]) -> plan.Result:
-    done = sorted((r for r in runs if isinstance(r, Outcome)), key=lambda o: o.result["rate"])
-    if not done:
-        return runs[-1]
-    return done[(len(done) - 1) // 2]
-
-
 def _run_backend(
     backend: str, url: str | servers.Unavailable, s: plan.Settings, repeat: int, run_id: str
 ) -> tuple[dict[str, plan.Result], dict[str, list[Outcome]]]:
@@ -69,17 +58,17 @@ def _run_backend(
     rounds = []
     try:
         for rep in range(repeat):
-            _log(f"{backend}: round {rep + 1} of {repeat} ...")
+            log(f"{backend}: round {rep + 1} of {repeat} ...")
             if backend == "sqlite":
                 rounds.append(plan.sqlite_round(s))
             else:
                 rounds.append(plan.one_round(backend, url, s, made, rep))
             for name, r in rounds[-1].items():
-                _log(f"  {name}: " + (r if isinstance(r, str) else f"{r.result['rate']:,.0f} ev/s"))
+                log(f"  {name}: " + (r if isinstance(r, str) else f"{r.result['rate']:,.0f} ev/s"))
     finally:
         if backend != "sqlite":
-            _log(f"  removed {cleanup.remove(backend, url, made)} streams/keys/topics")
-    chosen = {w: _median([r[w] for r in rounds]) for w in plan.WORKLOADS}
+            log(f"  removed {cleanup.remove(backend, url, made)} streams/keys/topics")
+    chosen = {w: median_run([r[w] for r in rounds]) for w in plan.WORKLOADS}
     every = {w: [r[w] for r in rounds if isinstance(r[w], Outcome)] for w in plan.WORKLOADS}
     return chosen, {w: [o for o in runs if isinstance(o, Outcome)] for w, runs in every.items()}
 

@@ -20,7 +20,7 @@ from benchmarks.flows import plan, report
 from benchmarks.flows.workload import KEYS, PARTITIONS, STEP_MS, WINDOW_S
 from benchmarks.machine import describe
 from benchmarks.procs import Outcome, WorkloadFailed
-from benchmarks.report import preamble
+from benchmarks.report import log, median_run, preamble
 
 RESULTS = Path(__file__).resolve().parent.parent / "results" / "flows.md"
 QUICK_RESULTS = RESULTS.with_name("flows-quick.md")
@@ -46,18 +46,12 @@ def _positive(text: str) -> int:
     return n
 
 
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 def _median(runs: list[plan.Result]) -> plan.Result:
-    """The run with the median rate (the lower middle one), or the last failure."""
-    done = sorted((r for r in runs if isinstance(r, Outcome)), key=lambda o: o.result["rate"])
-    if not done:
-        return runs[-1]
-    chosen = done[(len(done) - 1) // 2]
-    if len(runs) > 1:
-        chosen.extra["all runs rate"] = ", ".join(f"{o.result['rate']:,.0f}" for o in done)
+    """`median_run`, noting every run's rate on the chosen one."""
+    chosen = median_run(runs)
+    done = sorted(o.result["rate"] for o in runs if isinstance(o, Outcome))
+    if isinstance(chosen, Outcome) and len(runs) > 1:
+        chosen.extra["all runs rate"] = ", ".join(f"{rate:,.0f}" for rate in done)
     return chosen
 
 
@@ -77,11 +71,11 @@ def _outcomes(rounds: list[dict[str, plan.Result]], workload: str) -> list[Outco
 def _rounds(template: Path, s: plan.Settings, repeat: int) -> list[dict[str, plan.Result]]:
     rounds = []
     for rep in range(repeat):
-        _log(f"round {rep + 1} of {repeat} ...")
+        log(f"round {rep + 1} of {repeat} ...")
         rounds.append(plan.one_round(template, s, rep))
         for name, r in rounds[-1].items():
             text = r if isinstance(r, str) else f"{r.result['rate']:,.0f} ev/s"
-            _log(f"  {name}: {text}")
+            log(f"  {name}: {text}")
     return rounds
 
 
@@ -95,12 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     started = time.time()
     machine = describe(args.tmpdir or tempfile.gettempdir())
-    _log(f"filling a log with {s.events:,} events ...")
+    log(f"filling a log with {s.events:,} events ...")
     try:
         with plan.filled_log(s) as (template, fill):
             rounds = _rounds(template, s, args.repeat)
     except WorkloadFailed as exc:
-        _log(f"the fill failed, nothing measured: {exc}")
+        log(f"the fill failed, nothing measured: {exc}")
         return 1
     chosen = {w: _median([r[w] for r in rounds]) for w in plan.WORKLOADS}
     text = _render(args, argv, s, machine, fill, rounds, chosen, started)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from riverbed import App, Event, Hopping, Session, Sliding, Tumbling, WindowValue
@@ -146,3 +147,44 @@ def test_wall_time_moves_only_live_partitions() -> None:
     assert WallTime(live=None).target(0, 5) is None
     wall.forget(0)
     assert wall.target(0, 1_005_000) is None
+
+
+class Reading(Event):
+    sensor: str
+    at_ms: int | None = None
+    at: datetime | None = None
+
+
+async def test_event_time_from_a_field_the_user_names(backend: Backend) -> None:
+    app = backend.app("shop", clock=MockClock(T0))
+    readings = app.topic("readings", Reading, key=lambda r: r.sensor)
+    by_ms = (
+        app.stream(readings, name="ms", event_time=lambda r: r.at_ms)
+        .group_by()
+        .window(Tumbling(60))
+        .count()
+    )
+    by_dt = (
+        app.stream(readings, name="dt", event_time=lambda r: r.at)
+        .filter(lambda r: r.at is not None)
+        .group_by()
+        .window(Tumbling(60))
+        .count()
+    )
+    start = datetime.fromtimestamp(T0 / 1000, tz=UTC)
+    async with app:
+        # The records' own times (now) do not matter: the fields do.
+        await readings.publish_many(
+            [
+                Reading(sensor="s", at_ms=T0 + 5_000, at=start + timedelta(seconds=61)),
+                Reading(sensor="s", at_ms=T0 + 65_000, at=start + timedelta(seconds=62)),
+                Reading(sensor="s", at_ms=None),  # no time: dead-lettered by "ms", saying why
+            ]
+        )
+        await wait_for(lambda: _count(app, "readings.dlq", 1), what="the dead letter")
+        await wait_for(lambda: len(by_ms.table.get("s", [])) == 2, what="two minutes")
+        await wait_for(lambda: by_dt.table.get("s") is not None, what="dt windows")
+        dead = await read_topic(app.broker, "readings.dlq")
+    assert [(w.start, w.value) for w in by_ms.table["s"]] == [(T0, 1), (T0 + 60_000, 1)]
+    assert [(w.start, w.value) for w in by_dt.table["s"]] == [(T0 + 60_000, 2)]
+    assert "event_time returned NoneType" in dead[0].headers["dlq.error.message"]

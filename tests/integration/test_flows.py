@@ -296,3 +296,19 @@ def unique(prefix: str) -> str:
     import os
 
     return f"{prefix}{os.urandom(4).hex()}"
+
+
+async def test_a_flow_step_writes_a_table_the_flow_declares(backend: Backend) -> None:
+    app = backend.app("shop")
+    orders = app.topic("orders", Order, partitions=2, key=lambda o: o.customer)
+    last = app.table("last-order")
+
+    def remember(o: Order) -> None:
+        last[o.customer] = o.id
+
+    app.stream(orders, name="remember", tables=[last]).peek(remember)
+    async with app:
+        await orders.publish_many(
+            [Order(id=f"o{i}", customer=f"c{i % 2}", total=1) for i in range(6)]
+        )
+        await wait_for(lambda: last.snapshot() == {"c0": "o4", "c1": "o5"}, what="the last ids")

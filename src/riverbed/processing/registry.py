@@ -6,7 +6,8 @@ object holds everything), while the code lives with the rest of the processors.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from riverbed.brokers.base import TopicSpec
@@ -68,6 +69,8 @@ class Processors:
         name: str | None = None,
         retry: Retry | None = None,
         guarantee: Guarantee | None = None,
+        event_time: Callable[[T], int | datetime] | None = None,
+        tables: Sequence[Table[Any]] = (),
     ) -> Stream[T]:
         """Start a dataflow reading `topic`; see `riverbed.processing.stream`.
 
@@ -76,7 +79,10 @@ class Processors:
         failing step before its record goes to the dead letters. `guarantee`:
         "exactly_once" (outputs, state and input offsets in one transaction; refused at
         start-up where the backend has no transactions) or "at_least_once"; by default
-        exactly-once where the backend allows it.
+        exactly-once where the backend allows it. `event_time` reads a record's event
+        time from its value (ms since the epoch, or a datetime) instead of the record's
+        time. `tables` are `app.table`s the flow's steps write (`table[key] = ...`):
+        their changes commit with the flow's.
         """
         t = self.get_topic(topic) if isinstance(topic, str) else topic
         flow_name = name or t.name
@@ -93,6 +99,10 @@ class Processors:
         )
         self._flows.append(flow)
         sub, entry = flow.sub(t)
+        if event_time is not None:
+            sub.times[t.name] = event_time
+        for table in tables:
+            sub.add_table(table)
         return Stream(flow, sub, entry, t.schema)
 
     def table(self, name: str, schema: Any = None) -> Table[Any]:

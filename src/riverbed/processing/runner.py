@@ -33,7 +33,7 @@ from riverbed.member import ConsumerOptions, GroupMember
 from riverbed.processing.nodes import Node
 from riverbed.processing.store import Journal
 from riverbed.processing.table import EngineTable, current_run
-from riverbed.processing.task import Run, Task
+from riverbed.processing.task import Run, Task, event_ms
 
 if TYPE_CHECKING:
     from riverbed.app import App
@@ -191,6 +191,7 @@ class FlowMember(GroupMember):
         outputs = run.outputs
         roots: list[Node] = []
         decode: Any = None
+        time_of: Any = None
         positions: dict[TopicPartition, int] = {}
         done: dict[TopicPartition, int] = {}
         tp = TopicPartition("", -1)
@@ -213,6 +214,7 @@ class FlowMember(GroupMember):
                 journal = task.tables.journal(tp.partition) if task.tables else Journal()
                 entries = journal.entries
                 roots, decode = task.roots[rec.topic], task.decoders[rec.topic]
+                time_of = task.times[rec.topic]
             pos = positions.get(tp)
             if pos is None or rec.offset < pos:
                 continue  # revoked meanwhile, or a stale duplicate from before a reset
@@ -229,8 +231,9 @@ class FlowMember(GroupMember):
                 value = decode(rec.value) if rec.data is None else rec.data
                 raw = rec.key
                 key = None if raw is None else (keys.get(raw) or self._key(raw))
+                ts = rec.timestamp if time_of is None else event_ms(time_of(value))
                 for node in roots:
-                    node.push(run, key, value, rec.timestamp)
+                    node.push(run, key, value, ts)
             except Exception as exc:
                 self._rollback(journal, tp.partition)
                 del outputs[mark:]

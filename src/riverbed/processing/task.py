@@ -9,8 +9,10 @@ retried or dead-lettered record leaves no trace in the state.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from riverbed.errors import DeadLetter
 from riverbed.events import Record
 from riverbed.processing.store import PartitionStore
 from riverbed.processing.table import current_run
@@ -67,6 +69,7 @@ class Task:
             for topic, arms in sub.roots.items()
         }
         self.decoders = {name: t.codec.fast_decoder() for name, t in sub.sources.items()}
+        self.times = {name: sub.times.get(name) for name in sub.sources}
         self._codecs = {name: t.codec for name, t in sub.sources.items()}
         for node in sub.nodes():
             table = getattr(node, "table", None)
@@ -89,9 +92,27 @@ class Task:
         """Push one record through the tree, awaiting the coroutine steps."""
         value = self.value(record)
         key = record.key_str
+        time_of = self.times[record.topic]
+        ts = record.timestamp if time_of is None else event_ms(time_of(value))
         token = current_run.set(run)
         try:
             for root in self.roots[record.topic]:
-                await root.apush(run, key, value, record.timestamp)
+                await root.apush(run, key, value, ts)
         finally:
             current_run.reset(token)
+
+
+def event_ms(when: Any) -> int:
+    """An `event_time` function's answer as ms since the epoch (int ms, or a datetime;
+    a naive datetime is taken as UTC)."""
+    if isinstance(when, datetime):
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return int(when.timestamp() * 1000)
+    if isinstance(when, int) and not isinstance(when, bool):
+        return when
+    # No retry can change it: to the dead letters, saying what came back.
+    raise DeadLetter(
+        f"event_time returned {type(when).__name__} {when!r}; return ms since the epoch "
+        "(int) or a datetime"
+    )

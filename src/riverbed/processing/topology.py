@@ -13,6 +13,7 @@ groups `<app>.<flow>[.<n>]`, topics `<app>.<flow>.repartition.<n>`,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -45,6 +46,8 @@ class SubTopology:
     tables: list[Table[Any]] = field(default_factory=list)
     sides: dict[str, Topic[Any]] = field(default_factory=dict)
     """Topics read by position next to the primary (the other sides of joins)."""
+    times: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
+    """Topic -> the function reading a value's event time (default: the record's)."""
 
     def root(self, topic: Topic[Any]) -> Node:
         """A new entry point for records of `topic`."""

@@ -15,8 +15,13 @@ transaction; `notifications` is a plain sync function. An order for the SKU "POI
 is always declined: it is retried, then parked in `orders.dlq` with the reason, and
 the pipeline moves on.
 
-Run the consumers with `riverbed run examples.shop.app:app` from the repository root,
-or everything at once, producer included, with `python -m examples.shop.demo`.
+Next to the pipeline, two flows (`examples.shop.flows`) read the same log: orders
+enriched with the `customers` topic as a table, revenue per customer per minute, each
+customer's sessions, and each order matched with its payment within 10 minutes.
+
+Run the consumers and flows with `riverbed run examples.shop.app:app` from the
+repository root, or everything at once, producer included, with
+`python -m examples.shop.demo`.
 Importing this module only declares; nothing connects or starts.
 """
 
@@ -24,14 +29,18 @@ from __future__ import annotations
 
 import logging
 
-from examples.shop.events import InvoiceIssued, OrderPlaced, PaymentCaptured
+from examples.shop.events import CustomerProfile, InvoiceIssued, OrderPlaced, PaymentCaptured
+from examples.shop.flows import declare_flows
 from riverbed import App, Context, Retry
 
 __all__ = [
     "CATALOG",
+    "PARTITIONS",
     "POISON_SKU",
     "PaymentDeclined",
     "app",
+    "customers",
+    "flows",
     "format_cents",
     "invoices",
     "orders",
@@ -58,6 +67,10 @@ app = App("shop")
 orders = app.topic("orders", OrderPlaced, partitions=PARTITIONS, key=lambda e: e.order_id)
 payments = app.topic("payments", PaymentCaptured, partitions=PARTITIONS, key=lambda e: e.order_id)
 invoices = app.topic("invoices", InvoiceIssued, partitions=PARTITIONS, key=lambda e: e.order_id)
+# Keyed by customer id, with as many partitions as the orders once re-keyed by customer:
+# the enrichment joins the two partition by partition.
+customers = app.topic("customers", CustomerProfile, partitions=PARTITIONS, key=lambda c: c.customer)
+flows = declare_flows(app, orders=orders, payments=payments, customers=customers)
 
 
 class PaymentDeclined(Exception):

@@ -2,8 +2,10 @@
 
 Starts the shop app in this process (`async with app`), places N orders at a visible
 pace, and follows each stage live by reading the log itself: orders placed, payments
-captured, invoices issued, and the declined order landing in `orders.dlq`. When every
-paid order has its invoice and the declined one its dead letter, it prints a summary and
+captured, invoices issued, and the declined order landing in `orders.dlq`; and the
+flows' outputs: orders enriched with the customer table (the demo publishes the
+customers first) and payments matched to their orders. When every order has gone
+through, it prints a summary, with what the flows' tables say about each customer, and
 exits 0 (1 if that does not happen within `--timeout` seconds).
 
 The embedded log persists (./.riverbed/shop.db by default), so each run tags its orders
@@ -26,13 +28,35 @@ from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
-from examples.shop.app import CATALOG, POISON_SKU, app, format_cents, invoices, orders
-from examples.shop.events import OrderPlaced
+from examples.shop.app import (
+    CATALOG,
+    POISON_SKU,
+    app,
+    customers,
+    flows,
+    format_cents,
+    invoices,
+    orders,
+)
+from examples.shop.board import CustomerLine, customer_lines, customer_table
+from examples.shop.events import CustomerProfile, OrderPlaced
 from examples.shop.watch import DLQ, Watcher, group_lags
 from riverbed import RiverbedError
 from riverbed.brokers.counting import partition_counts
 
-CUSTOMERS = ("ada", "grace", "edsger", "barbara", "ken", "margaret", "dennis", "frances")
+PROFILES = (
+    CustomerProfile(customer="ada", name="Ada Lovelace", country="GB"),
+    CustomerProfile(customer="grace", name="Grace Hopper", country="US"),
+    CustomerProfile(customer="edsger", name="Edsger Dijkstra", country="NL"),
+    CustomerProfile(customer="barbara", name="Barbara Liskov", country="US"),
+    CustomerProfile(customer="ken", name="Ken Thompson", country="US"),
+    CustomerProfile(customer="margaret", name="Margaret Hamilton", country="US"),
+    CustomerProfile(customer="dennis", name="Dennis Ritchie", country="US"),
+    CustomerProfile(customer="frances", name="Frances Allen", country="US"),
+)
+"""The shop's customers, published to `customers` before each run's orders."""
+
+CUSTOMERS = tuple(p.customer for p in PROFILES)
 
 
 def make_orders(n: int, run_id: str) -> list[OrderPlaced]:
@@ -52,6 +76,11 @@ def make_orders(n: int, run_id: str) -> list[OrderPlaced]:
             )
         )
     return batch
+
+
+async def place_customers() -> None:
+    """Publish every customer's profile: the enrichment's table holds the latest one."""
+    await customers.publish_many(PROFILES)
 
 
 async def place_orders(batch: Sequence[OrderPlaced], rate: float) -> None:
@@ -119,11 +148,18 @@ class Display:
         counts = "  ".join(
             f"{s.topic} {s.count}/{s.expected}" for s in self.watcher.stages.values()
         )
-        self.console.print(f"{self._last_line - self._started:5.1f}s  {counts}", highlight=False)
+        self.console.print(
+            f"{self._last_line - self._started:5.1f}s  {counts}", highlight=False, soft_wrap=True
+        )
 
 
 def print_summary(
-    console: Console, w: Watcher, lags: list[tuple[str, str, int]], ends: dict[str, int], url: str
+    console: Console,
+    w: Watcher,
+    lags: list[tuple[str, str, int]],
+    ends: dict[str, int],
+    url: str,
+    lines: list[CustomerLine],
 ) -> None:
     counts = Table(title=None, box=None, header_style="bold", pad_edge=False)
     counts.add_column("topic", style="cyan")
@@ -150,9 +186,14 @@ def print_summary(
             highlight=False,
             soft_wrap=True,
         )
+    print_flows(console, w, lines)
     console.print("consumer groups:", highlight=False)
+    group_width = max(len(group) for group, _, _ in lags)
+    topic_width = max(len(topic) for _, topic, _ in lags)
     for group, topic, lag in lags:
-        console.print(f"  {group:<14} reads {topic:<9} lag {lag}", highlight=False)
+        console.print(
+            f"  {group:<{group_width}} reads {topic:<{topic_width}} lag {lag}", highlight=False
+        )
     for oid, hops in w.trace.items():
         console.print(
             f"order {oid} through the log: {' -> '.join(hops)}", highlight=False, soft_wrap=True
@@ -167,10 +208,28 @@ def print_summary(
     for cmd, why in (
         (f"riverbed tail invoices {broker}", "every invoice, one JSON record per line"),
         (f"riverbed dlq list orders {broker}", "the declined order and why"),
+        (f"riverbed tail revenue-per-minute {broker}", "each customer's minutes, as they grow"),
         (f"riverbed groups describe payments {broker}", "committed offsets and lag"),
-        (f"riverbed run examples.shop.app:app {broker}", "the consumers alone; Ctrl-C drains"),
+        (f"riverbed run examples.shop.app:app {broker}", "consumers and flows; Ctrl-C drains"),
     ):
         console.print(f"  {cmd}\n      [dim]{why}[/dim]", highlight=False, soft_wrap=True)
+
+
+def print_flows(console: Console, w: Watcher, lines: list[CustomerLine]) -> None:
+    matched = w.stages[flows.order_payments.name].per_order
+    console.print(
+        f"{flows.enriched.name}: {w.named} of {len(w.ordered)} orders carry their customer's "
+        f"name\n{flows.order_payments.name}: {len(matched)} payments matched to "
+        f"{len(w.paid)} paid orders within 10 minutes",
+        highlight=False,
+    )
+    console.print(
+        "per customer, from the flows' tables (customers; revenue per minute; sessions of "
+        "orders at most 30 s apart):",
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.print(customer_table(lines))
 
 
 # -- the run ----------------------------------------------------------------------------
@@ -198,6 +257,7 @@ async def run_demo(n: int, rate: float, timeout: float, console: Console) -> int
         await watcher.start_at_end()
         display = Display(console, watcher)
         deadline = time.monotonic() + timeout + (n / rate if rate > 0 else 0)
+        await place_customers()  # before the orders: they join against the latest profile
         async with asyncio.TaskGroup() as tg:
             tg.create_task(place_orders(batch, rate))
             with display.running():
@@ -208,11 +268,12 @@ async def run_demo(n: int, rate: float, timeout: float, console: Console) -> int
             console.print(f"[red]timed out after {timeout:g}s: {watcher.missing()}[/red]")
             return 1
         lags = await wait_for_groups(time.monotonic() + 5.0)
+        lines = customer_lines(CUSTOMERS)
         ends = {}
         for name in watcher.stages:
             info = await app.broker.describe_topic(name)
             ends[name] = sum((await partition_counts(app.broker, info)).values())
-    print_summary(console, watcher, lags, ends, url)
+    print_summary(console, watcher, lags, ends, url, lines)
     return 0
 
 

@@ -43,3 +43,68 @@ class InvoiceIssued(Event, type="shop.invoice.issued"):
     customer: str
     amount_cents: int
     run_id: str = ""
+
+
+class CustomerProfile(Event, type="shop.customer.profile"):
+    """Who a customer is (published by the storefront's sign-up; the latest one counts)."""
+
+    customer: str
+    name: str
+    country: str
+
+
+# -- what the shop's flows publish (see `examples.shop.flows`) ------------------------------
+class OrderEnriched(Event, type="shop.order.enriched"):
+    """An order with its customer's profile as the customer table held it then.
+
+    `customer_name` and `country` are None when the table had no such customer.
+    """
+
+    order_id: str
+    customer: str
+    customer_name: str | None
+    country: str | None
+    sku: str
+    total_cents: int
+    run_id: str = ""
+
+
+class OrderPayment(Event, type="shop.order.payment"):
+    """An order and its payment, when one came within the window; `payment_id` None:
+    none came (published once the window has passed)."""
+
+    order_id: str
+    customer: str
+    total_cents: int
+    payment_id: str | None
+    amount_cents: int | None
+    run_id: str = ""
+
+    @property
+    def paid(self) -> bool:
+        return self.payment_id is not None
+
+
+class CustomerRevenue(Event, type="shop.customer.revenue"):
+    """A customer's order value in one minute [start, end) (ms); `final`: the minute
+    closed and this is its last word."""
+
+    customer: str
+    start: int
+    end: int
+    revenue_cents: int
+    final: bool
+
+
+class CustomerSession(Event, type="shop.customer.session"):
+    """A customer's run of orders no more than the session gap apart, [start, end) in ms.
+
+    `removed`: the session merged into another (an order bridged the gap) and is gone.
+    """
+
+    customer: str
+    start: int
+    end: int
+    orders: int
+    final: bool
+    removed: bool = False

@@ -1,6 +1,8 @@
 """The shop example, run for real: the demo as a newcomer runs it, and `riverbed run`.
 
-Every assertion is on what the log holds afterwards, read back through a broker.
+Every assertion is on what the log holds afterwards, read back through a broker: the
+pipeline's events once each, and the flows' outputs as the orders in the log imply them
+(`test_shop_flows.py` checks the flows' rules on virtual time).
 """
 
 from __future__ import annotations
@@ -20,9 +22,18 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from examples.shop.app import POISON_SKU, app, invoices, orders, payments
-from examples.shop.demo import make_orders, place_orders
-from examples.shop.events import InvoiceIssued, OrderPlaced, PaymentCaptured
+from examples.shop.app import POISON_SKU, app, flows, invoices, orders, payments
+from examples.shop.demo import PROFILES, make_orders, place_customers, place_orders
+from examples.shop.events import (
+    CustomerRevenue,
+    CustomerSession,
+    InvoiceIssued,
+    OrderEnriched,
+    OrderPayment,
+    OrderPlaced,
+    PaymentCaptured,
+)
+from examples.shop.flows import REVENUE_WINDOW, SESSION_WINDOW
 
 from riverbed import Broker
 from riverbed.brokers import broker_from_url
@@ -32,20 +43,26 @@ from .conftest import read_topic
 
 REPO = Path(__file__).resolve().parents[2]
 DLQ = "orders.dlq"
-GROUPS = (("payments", "orders"), ("invoicing", "payments"), ("notifications", "invoices"))
+GROUPS = [("payments", "orders"), ("invoicing", "payments"), ("notifications", "invoices")]
+GROUPS += [(sub.group, sub.primary) for flow in app.flows for sub in flow.subs]
+"""(group, the topic it commits offsets of): the consumers, then each flow's groups in
+order, so that a pass finding them all at lag 0 saw every record handled."""
+ALL_CAUGHT_UP = {group: 0 for group, _ in GROUPS}
+PROFILE = {p.customer: p for p in PROFILES}
 
 
 # -- helpers ------------------------------------------------------------------------------
 def child_env(url: str) -> dict[str, str]:
-    env = dict(os.environ, RIVERBED_BROKER=url, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, RIVERBED_BROKER=url, PYTHONUNBUFFERED="1", PYTHONPATH=str(REPO))
     env.pop("COLUMNS", None)
     return env
 
 
-def run_demo(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+def run_demo(url: str, *args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    """The demo in a child process; `cwd` holds its local state (`.riverbed/`)."""
     return subprocess.run(
         [sys.executable, "-m", "examples.shop.demo", *args],
-        cwd=REPO,
+        cwd=cwd,
         env=child_env(url),
         capture_output=True,
         text=True,
@@ -84,6 +101,8 @@ class RunLog:
         self.payments: Counter[str] = Counter()
         self.invoices: list[InvoiceIssued] = []
         self.dead: list[tuple[OrderPlaced, dict[str, str]]] = []
+        self.enriched: list[OrderEnriched] = []
+        self.order_payments: list[OrderPayment] = []
 
     @classmethod
     async def read(cls, broker: Broker, run_id: str) -> RunLog:
@@ -105,6 +124,10 @@ class RunLog:
             dead: OrderPlaced = orders.codec.decode(rec.value)
             if dead.run_id == run_id:
                 log.dead.append((dead, rec.headers))
+        log.enriched = [e for e in await decoded(broker, flows.enriched) if e.run_id == run_id]
+        log.order_payments = [
+            m for m in await decoded(broker, flows.order_payments) if m.run_id == run_id
+        ]
         return log
 
     @property
@@ -118,9 +141,18 @@ class RunLog:
     def invoices_per_order(self) -> Counter[str]:
         return Counter(i.order_id for i in self.invoices)
 
+    def matched_per_order(self) -> Counter[str]:
+        return Counter(m.order_id for m in self.order_payments if m.paid)
+
     def complete(self) -> bool:
         dead = {o.order_id for o, _ in self.dead}
-        return set(self.invoices_per_order()) >= self.paid_ids and dead >= self.poison_ids
+        enriched = {e.order_id for e in self.enriched}
+        return (
+            set(self.invoices_per_order()) >= self.paid_ids
+            and dead >= self.poison_ids
+            and enriched >= {o.order_id for o in self.orders}
+            and set(self.matched_per_order()) >= self.paid_ids
+        )
 
     def assert_exactly_once(self, expected_orders: int) -> None:
         """Each paid order: one payment, one invoice of the right amount; poison: one DLQ."""
@@ -142,6 +174,85 @@ class RunLog:
         assert headers["dlq.topic"] == "orders"
         assert headers["dlq.group"] == "payments"
         assert (headers["dlq.partition"], headers["dlq.offset"]) == (str(partition), str(offset))
+        self.assert_flows_once()
+
+    def assert_flows_once(self) -> None:
+        """Each order enriched once, with its customer's profile; each paid order matched
+        with its payment once; none declared unpaid (that takes 10 minutes)."""
+        by_id = {o.order_id: o for o in self.orders}
+        assert Counter(e.order_id for e in self.enriched) == Counter(dict.fromkeys(by_id, 1))
+        for e in self.enriched:
+            order, profile = by_id[e.order_id], PROFILE[e.customer]
+            assert (e.customer, e.customer_name, e.country) == (
+                order.customer,
+                profile.name,
+                profile.country,
+            )
+            assert e.total_cents == order.total_cents
+        assert self.matched_per_order() == Counter(dict.fromkeys(self.paid_ids, 1))
+        for m in self.order_payments:
+            assert m.paid, f"order {m.order_id} declared unpaid within the test"
+            assert (m.payment_id, m.amount_cents) == (f"pay-{m.order_id}", m.total_cents)
+            assert m.total_cents == by_id[m.order_id].total_cents
+
+
+async def decoded(broker: Broker, topic: Any) -> list[Any]:
+    return [topic.codec.decode(rec.value) for rec in await read_topic(broker, topic.name)]
+
+
+async def assert_aggregates_match_the_orders(broker: Broker) -> None:
+    """Revenue per customer per minute and each customer's sessions, as the flows
+    published them, are what every order in the log adds up to (all runs: the customers
+    are the same in each). Nothing came too late to count."""
+    placed = [
+        (rec.timestamp, orders.codec.decode(rec.value))
+        for rec in await read_topic(broker, orders.name)
+    ]
+    minute = round(REVENUE_WINDOW.size * 1000)
+    want_revenue: Counter[tuple[str, int]] = Counter()
+    for ts, order in placed:
+        want_revenue[(order.customer, ts - ts % minute)] += order.total_cents
+    revenue: list[CustomerRevenue] = await decoded(broker, flows.revenue)
+    latest = {(r.customer, r.start): r.revenue_cents for r in revenue}  # in offset order
+    assert latest == dict(want_revenue)
+    finals = [r for r in revenue if r.final]
+    assert all(r.revenue_cents == want_revenue[(r.customer, r.start)] for r in finals)
+
+    gap = round(SESSION_WINDOW.gap * 1000)
+    times: dict[str, list[int]] = {}
+    for ts, order in placed:
+        times.setdefault(order.customer, []).append(ts)
+    want_sessions = {
+        (customer, start): (end, n)
+        for customer, ts_list in times.items()
+        for start, end, n in sessions_of(ts_list, gap)
+    }
+    assert replay_sessions(await decoded(broker, flows.sessions)) == want_sessions
+    for late in ("shop.by-customer.late", "shop.payment-match.late"):
+        assert await read_topic(broker, late) == []
+
+
+def sessions_of(times: list[int], gap: int) -> list[tuple[int, int, int]]:
+    """(start, end, orders) of the runs of `times` no more than `gap` ms apart."""
+    out: list[tuple[int, int, int]] = []
+    for ts in sorted(times):
+        if out and ts - (out[-1][1] - 1) <= gap:
+            start, end, n = out[-1]
+            out[-1] = (start, max(end, ts + 1), n + 1)
+        else:
+            out.append((ts, ts + 1, 1))
+    return out
+
+
+def replay_sessions(changes: list[CustomerSession]) -> dict[tuple[str, int], tuple[int, int]]:
+    """The sessions that stand after applying every change: (customer, start) -> (end, n)."""
+    state: dict[tuple[str, int], tuple[int, int]] = {}
+    for c in changes:
+        if c.removed:
+            del state[(c.customer, c.start)]
+        else:
+            state[(c.customer, c.start)] = (c.end, c.orders)
+    return state
 
 
 async def lags(broker: Broker) -> dict[str, int]:
@@ -159,6 +270,9 @@ async def test_demo_runs_to_completion_and_reruns_cleanly(sqlite_url: str) -> No
 
     assert "invoices: 39 for 39 paid orders, 0 duplicates" in first.stdout
     assert "invoices: 24 for 24 paid orders, 0 duplicates" in second.stdout
+    assert "enriched-orders: 40 of 40 orders carry their customer's name" in first.stdout
+    assert "order-payments: 24 payments matched to 24 paid orders" in second.stdout
+    assert "Ada Lovelace" in second.stdout  # the per-customer table, from the flows' tables
     assert "riverbed dlq list orders --broker " + sqlite_url in first.stdout
     assert "Traceback" not in first.stderr + second.stderr
 
@@ -171,7 +285,8 @@ async def test_demo_runs_to_completion_and_reruns_cleanly(sqlite_url: str) -> No
             poison = log.dead[0][0].order_id
             assert f"order {poison} (orders[" in proc.stdout
         # The demo waits for the groups to commit and stops cleanly: nothing left behind.
-        assert await lags(broker) == {"payments": 0, "invoicing": 0, "notifications": 0}
+        assert await lags(broker) == ALL_CAUGHT_UP
+        await assert_aggregates_match_the_orders(broker)
     finally:
         await broker.aclose()
 
@@ -214,10 +329,16 @@ def test_demo_on_the_memory_broker() -> None:
 
 
 @pytest.mark.parametrize("backend", ["kafka", "nats", "redis"])
-async def test_demo_on_each_server_backend(backend: str, request: pytest.FixtureRequest) -> None:
-    """The same example on Kafka, NATS and Redis, changing only RIVERBED_BROKER."""
+async def test_demo_on_each_server_backend(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """The same example on Kafka, NATS and Redis, changing only RIVERBED_BROKER.
+
+    Run from a fresh directory: on a server the flows keep a local copy of their state
+    under `.riverbed/`, which must not carry over from one server to another."""
     url = request.getfixturevalue(f"{backend}_url")
-    proc = await asyncio.to_thread(run_demo, url, "--orders", "20", "--rate", "0")
+    args = ("--orders", "20", "--rate", "0")
+    proc = await asyncio.to_thread(run_demo, url, *args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "invoices: 19 for 19 paid orders, 0 duplicates" in proc.stdout
     assert "PaymentDeclined: card declined" in proc.stdout
@@ -226,7 +347,7 @@ async def test_demo_on_each_server_backend(backend: str, request: pytest.Fixture
     try:
         log = await RunLog.read(broker, run_id_of(proc.stdout))
         log.assert_exactly_once(20)
-        assert await lags(broker) == {"payments": 0, "invoicing": 0, "notifications": 0}
+        assert await lags(broker) == ALL_CAUGHT_UP
     finally:
         await broker.aclose()
 
@@ -315,6 +436,7 @@ async def test_riverbed_run_consumes_drains_on_sigterm_and_resumes(
     try:
         # 1. A worker handles a first batch completely, and commits all of it.
         worker = start_worker(workers, sqlite_url, tmp_path)
+        await place_customers()  # before the orders, which are enriched with them
         first = make_orders(30, "aaaa0001")
         await place_orders(first, rate=0)
 
@@ -344,9 +466,11 @@ async def test_riverbed_run_consumes_drains_on_sigterm_and_resumes(
 
     # Committed offsets equal end offsets, and every order went through exactly once
     # even across the interrupted run: outputs and input offsets commit together.
-    assert await lags(broker) == {"payments": 0, "invoicing": 0, "notifications": 0}
+    assert await lags(broker) == ALL_CAUGHT_UP
     (await RunLog.read(broker, "aaaa0001")).assert_exactly_once(30)
     (await RunLog.read(broker, "bbbb0002")).assert_exactly_once(600)
+    # The windows' state moved to the second worker through the changelog, counted once.
+    await assert_aggregates_match_the_orders(broker)
     for name in ("worker0.log", "worker1.log"):
         assert "Traceback" not in output_of(tmp_path / name)
 

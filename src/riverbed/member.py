@@ -25,7 +25,7 @@ import os
 import random
 import socket
 from collections import defaultdict, deque
-from collections.abc import Coroutine, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -240,8 +240,10 @@ class GroupMember:
         reach: dict[int, int] = {}
         if self._tables:
             # State first: no record of a partition runs before its tables are back.
-            reach = await self._tables.restore(self.broker, [tp.partition for tp in tps])
-            self._restored(tps)
+            async with self._kept_alive():
+                reach = await self._tables.restore(self.broker, [tp.partition for tp in tps])
+                self._restored(tps)
+                await self._prepare(tps)
         await self._start_positions(tps)
         for tp in tps:
             applied = reach.get(tp.partition)
@@ -250,8 +252,29 @@ class GroupMember:
                 # offset: those records' effects are in the state already.
                 self._positions[tp] = self._done[tp] = applied
 
+    @contextlib.asynccontextmanager
+    async def _kept_alive(self) -> AsyncIterator[None]:
+        """Heartbeat while the body runs: restoring large tables can take longer than
+        the session timeout, and the heartbeat loop waits for it (it called us)."""
+
+        async def beat() -> None:
+            while True:
+                await asyncio.sleep(self.options.heartbeat_interval)
+                await self.broker.heartbeat(self.group, self.member_id)
+
+        beating = asyncio.create_task(beat())
+        try:
+            yield
+        finally:
+            beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beating  # a FencedError from it propagates: we lost the partitions
+
     def _restored(self, tps: list[TopicPartition]) -> None:
         """The tables of `tps` were restored (flows open their windows here)."""
+
+    async def _prepare(self, tps: list[TopicPartition]) -> None:
+        """Last step before `tps` are fetched (flows catch their table sides up here)."""
 
     async def _start_positions(self, tps: list[TopicPartition]) -> None:
         for topic in {tp.topic for tp in tps}:

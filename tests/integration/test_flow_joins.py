@@ -164,3 +164,19 @@ async def test_joined_state_and_positions_survive_a_restart(backend: Backend) ->
         await wait_for(lambda: counts.table.get("c1") == 2, what="2 after restart")
         # The customer was not read again from the start: one row, the same one.
         assert app.tables["e.customers.table"].snapshot() == {"c1": Customer(id="c1", name="Ann")}
+
+
+async def test_a_table_side_catches_up_before_the_stream_is_processed(backend: Backend) -> None:
+    """A table topic with a backlog larger than a fetch is read to its end when the
+    partition is assigned, so records already waiting find their table values."""
+    app = backend.app("shop")
+    orders = app.topic("orders", Order, key=lambda o: o.customer)
+    customers = app.topic("customers", Customer, key=lambda c: c.id)
+    joined = app.stream(orders, name="e").join(customers, lambda o, c: c.name).group_by().count()
+    await app.connect()  # publish before the flow starts: a backlog on both topics
+    await customers.publish_many([Customer(id=f"c{i}", name=f"n{i}") for i in range(3000)])
+    await orders.publish_many(
+        [Order(id=f"o{i}", customer=f"c{i * 97}", total=1) for i in range(30)]
+    )
+    async with app:
+        await wait_for(lambda: sum(joined.table.snapshot().values()) == 30, what="30 joined")

@@ -99,6 +99,24 @@ class FlowMember(GroupMember):
             for side in self._sides:  # a table side is read from its start
                 self._side[TopicPartition(side, tp.partition)] = applied.get(side, 0)
 
+    async def _prepare(self, tps: list[TopicPartition]) -> None:
+        """Read the table sides of `tps` to their ends before the stream's records are
+        fetched, so that records already waiting meet the tables as they are now (else
+        a table with a backlog larger than a fetch would be behind its stream)."""
+        sides = [TopicPartition(side, tp.partition) for side in self.sub.table_sides for tp in tps]
+        ends: dict[TopicPartition, int] = {}
+        for side in self.sub.table_sides:
+            info = await self.broker.describe_topic(side)
+            ends.update({TopicPartition(side, p): end for p, end in info.end_offsets().items()})
+        while True:
+            todo = {tp: self._side[tp] for tp in sides if self._side.get(tp, ends[tp]) < ends[tp]}
+            if not todo:
+                return
+            batch = await self.broker.fetch(todo, max_records=self.options.max_poll_records)
+            if not batch:
+                return  # nothing more stored below the ends (offsets with gaps)
+            await self._dispatch_inline(batch)
+
     def _open_engines(self, partition: int) -> None:
         """(Re)build the engines' indexes from the partition's stores: after a restore,
         and after a rollback undid writes the indexes had seen."""

@@ -169,7 +169,7 @@ class Stream(Generic[T]):
 
     def _materialized(self, topic: Topic[Any], name: str | None) -> TableStream[Any]:
         flow, sub = self._flow, self._sub
-        root = sub.side(topic, f"join with {topic.name!r}")
+        root = sub.side(topic, f"join with {topic.name!r}", table=True)
         table: Table[Any] = Table(
             flow.app, flow.table_name(name, f"{topic.name}.table"), topic.schema
         )
@@ -212,7 +212,7 @@ class Stream(Generic[T]):
         left = StreamJoinSide(table, "left", left_codec, late, clock, ticks=True)
         right = StreamJoinSide(table, "right", right_codec, late, clock, ticks=False)
         self._node.add(left).add(apply)
-        sub.side(topic, f"join with {topic.name!r}").add(right).add(apply)
+        sub.side(topic, f"join with {topic.name!r}", table=False).add(right).add(apply)
         return Stream(flow, sub, apply)
 
     def to_table(self, *, name: str | None = None) -> TableStream[T]:
@@ -384,7 +384,8 @@ class TableStream(Generic[T]):
         sub.add_table(table)
         out = Arm()  # where the joined rows' changes continue, from either side
         s._node.add(TableJoinSide(table, "left", fn)).add(out)
-        sub.side(topic, f"join with {topic.name!r}").add(TableJoinSide(table, "right", fn)).add(out)
+        side = sub.side(topic, f"join with {topic.name!r}", table=True)
+        side.add(TableJoinSide(table, "right", fn)).add(out)
         return TableStream(table, Stream(flow, sub, out))
 
 

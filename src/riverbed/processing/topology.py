@@ -46,6 +46,8 @@ class SubTopology:
     tables: list[Table[Any]] = field(default_factory=list)
     sides: dict[str, Topic[Any]] = field(default_factory=dict)
     """Topics read by position next to the primary (the other sides of joins)."""
+    table_sides: set[str] = field(default_factory=set)
+    """The sides that are tables (latest value per key), not streams."""
     times: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
     """Topic -> the function reading a value's event time (default: the record's)."""
 
@@ -56,9 +58,10 @@ class SubTopology:
         self.roots.setdefault(topic.name, []).append(node)
         return node
 
-    def side(self, topic: Topic[Any], what: str) -> Node:
+    def side(self, topic: Topic[Any], what: str, *, table: bool) -> Node:
         """An entry point for `topic` read alongside the primary input (a join's other
-        side): partition p of it is processed with partition p of the primary."""
+        side): partition p of it is processed with partition p of the primary. A
+        `table` side is read to its end before the primary, when a partition comes."""
         if topic.partitions != self.partitions:
             raise ConfigError(
                 f"{what}: {self.primary!r} has {self.partitions} partition(s) and "
@@ -69,6 +72,8 @@ class SubTopology:
         if topic.name == self.primary:
             raise ConfigError(f"{what}: a topic cannot be joined with itself in one flow")
         self.sides[topic.name] = topic
+        if table:
+            self.table_sides.add(topic.name)
         self.flow.app.dlq_topic(topic)
         return self.root(topic)
 

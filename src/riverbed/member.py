@@ -457,16 +457,28 @@ class GroupMember:
         self, spec: ConsumerSpec, rec: Record[Any], tp: TopicPartition, exc: Exception
     ) -> None:
         """The fast path's first try failed: retries, skip or dead letter from here."""
+        self._finish_inline(rec, tp, await self._recover(spec, rec, tp, exc, None))
+
+    async def _recover(
+        self,
+        spec: ConsumerSpec,
+        rec: Record[Any],
+        tp: TopicPartition,
+        exc: Exception,
+        ctx: Context | None,
+    ) -> list[tuple[str, Record[Any]]]:
+        """Retries per the policy after a failed first try; the outputs to commit (the
+        last try's, or a dead letter)."""
         self._current = tp
         outputs: list[tuple[str, Record[Any]]] = []
         try:
             outcome, info = await recover(
-                spec, rec, None, exc, pool=self._pool, stopping=self._stopping, rand=self._rand
+                spec, rec, ctx, exc, pool=self._pool, stopping=self._stopping, rand=self._rand
             )
-            self._settle(spec, rec, outputs, None, outcome, info)
+            self._settle(spec, rec, outputs, ctx, outcome, info)
         finally:
             self._current = None
-        self._finish_inline(rec, tp, outputs)
+        return outputs
 
     def _finish_inline(
         self, rec: Record[Any], tp: TopicPartition, outputs: list[tuple[str, Record[Any]]]

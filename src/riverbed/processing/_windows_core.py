@@ -19,6 +19,7 @@ sorted window starts.
 from __future__ import annotations
 
 import heapq
+from abc import ABC, abstractmethod
 from bisect import bisect_left, insort
 from collections import deque
 from typing import Any, Literal, NamedTuple
@@ -62,7 +63,7 @@ def json_copy(data: Any) -> Any:
     return data
 
 
-class WindowedPartition:
+class WindowedPartition(ABC):
     """The windows of one partition: `add` records, `advance` time, query windows.
 
     Made by `WindowedAggregation.open(view)`; every durable fact lives in the view.
@@ -131,24 +132,26 @@ class WindowedPartition:
             out.append((start, self._end(start, stored), self._result(self._acc(stored))))
         return out
 
+    def results_of(self, key: str) -> list[WindowResult]:
+        """Every stored window of `key`, by start; `final` says it is closed."""
+        wm = self._wm
+        return [
+            WindowResult(key, start, end, value, wm is not None and end + self._after <= wm)
+            for start, end, value in self.windows_of(key)
+        ]
+
     def all_windows(self) -> list[WindowResult]:
         """Every stored window, sorted by (key, start); `final` says it is closed."""
-        wm = self._wm
-        out = []
-        for key in sorted(self._starts):
-            for start, end, value in self.windows_of(key):
-                closed = wm is not None and end + self._after <= wm
-                out.append(WindowResult(key, start, end, value, closed))
-        return out
+        return [w for key in sorted(self._starts) for w in self.results_of(key)]
 
     # -- what each window type defines ----------------------------------------------------
+    @abstractmethod
     def _late(self, ts: int, wm: int) -> bool:
         """Whether a record at `ts` comes too late to change any window."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _apply(self, key: str, ts: int, value: Any, wm: int | None) -> list[WindowResult]:
         """Fold a non-late record into its windows; the updates to emit, by start."""
-        raise NotImplementedError
 
     def _end(self, start: int, stored: Any) -> int:
         """A stored window's end."""
@@ -158,10 +161,10 @@ class WindowedPartition:
         """A stored window's accumulator."""
         return stored
 
-    def _restore_entry(self, key: tuple[Any, ...], value: Any) -> None:
+    def _restore_entry(self, key: tuple[Any, ...], value: Any) -> None:  # noqa: B027 - a hook
         """Rebuild the index of a view entry that is not a window or the watermark."""
 
-    def _prune(self, wm: int) -> None:
+    def _prune(self, wm: int) -> None:  # noqa: B027 - a hook: only sliding windows buffer
         """Forget buffered data that no open or future window can need."""
 
     # -- shared machinery -----------------------------------------------------------------

@@ -9,6 +9,7 @@ the number to sum or compare.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -86,9 +87,10 @@ class Sum:
 
 
 class _Extreme:
-    """Min or max: None until the first value."""
+    """Min or max: None until the first value; `beats(b, a)` says b replaces a."""
 
     name = ""
+    beats: Callable[[Any, Any], bool]
 
     def __init__(self, field: Field | None = None) -> None:
         self.field = field or _identity
@@ -97,7 +99,7 @@ class _Extreme:
         return None
 
     def pick(self, a: Any, b: Any) -> Any:
-        raise NotImplementedError
+        return b if self.beats(b, a) else a
 
     def add(self, acc: Any, value: Any) -> Any:
         v = self.field(value)
@@ -114,16 +116,12 @@ class _Extreme:
 
 class Min(_Extreme):
     name = "min"
-
-    def pick(self, a: Any, b: Any) -> Any:
-        return b if b < a else a
+    beats = staticmethod(operator.lt)
 
 
 class Max(_Extreme):
     name = "max"
-
-    def pick(self, a: Any, b: Any) -> Any:
-        return b if b > a else a
+    beats = staticmethod(operator.gt)
 
 
 class Mean:

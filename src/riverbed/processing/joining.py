@@ -18,14 +18,13 @@ into the stream's type when a pair comes out.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any
 
 from riverbed.codecs import SchemaCodec
 from riverbed.errors import DeadLetter
 from riverbed.processing.joins import How, lookup_join
-from riverbed.processing.nodes import Node, is_async_fn
+from riverbed.processing.nodes import FnNode, Node
 from riverbed.processing.table import EngineTable, Table
 from riverbed.processing.walltime import WallTime
 
@@ -53,27 +52,6 @@ def _need_key(key: str | None, what: str) -> str:
     return key
 
 
-class _Pair(Node):
-    """A node calling a user function of two values (sync or async)."""
-
-    def __init__(self, fn: Fn2) -> None:
-        super().__init__()
-        self.fn = fn
-        self.is_async = is_async_fn(fn)
-
-    def call(self, left: Any, right: Any) -> Any:
-        result = self.fn(left, right)
-        if inspect.isawaitable(result):
-            if inspect.iscoroutine(result):
-                result.close()
-            raise TypeError("a join function returned an awaitable; declare it `async def`")
-        return result
-
-    async def acall(self, left: Any, right: Any) -> Any:
-        result = self.fn(left, right)
-        return await result if inspect.isawaitable(result) else result
-
-
 class Materialize(Node):
     """Keeps the latest value per key of a topic read alongside the stream."""
 
@@ -94,7 +72,7 @@ class Materialize(Node):
         await self.aforward(run, key, value, ts)
 
 
-class LookupJoin(_Pair):
+class LookupJoin(FnNode):
     """Stream-table join: each record with the table's value for its key."""
 
     def __init__(self, table: Table[Any], fn: Fn2, how: How) -> None:
@@ -118,7 +96,7 @@ class LookupJoin(_Pair):
             await self.aforward(run, key, await self.acall(*pair), ts)
 
 
-class JoinApply(_Pair):
+class JoinApply(FnNode):
     """Where a stream join's pairs come out: `fn(left, right)`, values decoded."""
 
     def __init__(self, fn: Fn2, left: SchemaCodec, right: SchemaCodec) -> None:
@@ -146,7 +124,7 @@ class StreamJoinSide(Node):
         table: EngineTable[Any],
         side: str,
         codec: SchemaCodec,
-        late: Topic[Any] | None,
+        late: Topic[Any],
         clock: WallTime,
         ticks: bool,
     ) -> None:
@@ -166,8 +144,7 @@ class StreamJoinSide(Node):
         text = self.codec.encode(value).decode()
         results = (part.left if self.side == "left" else part.right)(key, ts, text)
         if results is None:
-            if self.late is not None:
-                run.emit(self.late, key, value, ts)
+            run.emit(self.late, key, value, ts)  # a late record never vanishes
             return []
         return results
 
@@ -194,7 +171,7 @@ class StreamJoinSide(Node):
         self.clock.forget(partition)
 
 
-class TableJoinSide(_Pair):
+class TableJoinSide(FnNode):
     """A change of one side of a table-table join: the joined row's new value."""
 
     def __init__(self, table: TableJoinTable, side: str, fn: Fn2) -> None:

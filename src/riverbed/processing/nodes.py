@@ -11,6 +11,7 @@ processed: where outputs go and the state of the partition.
 from __future__ import annotations
 
 import inspect
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -24,12 +25,14 @@ __all__ = [
     "Branch",
     "Filter",
     "FlatMap",
+    "FnNode",
     "Map",
     "Node",
     "Peek",
     "Rekey",
     "Route",
     "Sink",
+    "UserFn",
 ]
 
 Fn = Callable[..., Any]
@@ -52,7 +55,7 @@ def key_text(key: object) -> str | None:
     raise ConfigError(f"a flow key must be str, bytes or int, got {type(key).__name__}")
 
 
-class Node:
+class Node(ABC):
     """A step; pushes what it makes to every child."""
 
     is_async = False
@@ -64,8 +67,9 @@ class Node:
         self.children.append(child)
         return child
 
+    @abstractmethod
     def push(self, run: Run, key: str | None, value: Any, ts: int) -> None:
-        raise NotImplementedError
+        """Do the step for one item and pass what it makes on."""
 
     async def apush(self, run: Run, key: str | None, value: Any, ts: int) -> None:
         self.push(run, key, value, ts)  # nodes without user coroutines
@@ -84,18 +88,20 @@ class Node:
             yield from child.walk()
 
 
-class _FnNode(Node):
-    """A node around one user function, sync or async."""
+class UserFn:
+    """A user's function in a flow (a step, a predicate, a join's combiner), sync or
+    async: `call` for the sync path, `acall` for the async one."""
+
+    __slots__ = ("fn", "is_async")
 
     def __init__(self, fn: Fn) -> None:
-        super().__init__()
         if not callable(fn):
             raise ConfigError(f"a flow step takes a function, got {fn!r}")
         self.fn = fn
         self.is_async = is_async_fn(fn)
 
-    def call(self, value: Any) -> Any:
-        result = self.fn(value)
+    def call(self, *args: Any) -> Any:
+        result = self.fn(*args)
         if inspect.isawaitable(result):
             if inspect.iscoroutine(result):
                 result.close()
@@ -105,12 +111,25 @@ class _FnNode(Node):
             )
         return result
 
-    async def acall(self, value: Any) -> Any:
-        result = self.fn(value)
+    async def acall(self, *args: Any) -> Any:
+        result = self.fn(*args)
         return await result if inspect.isawaitable(result) else result
 
 
-class Map(_FnNode):
+class FnNode(Node):
+    """A node around one user function."""
+
+    def __init__(self, fn: Fn) -> None:
+        super().__init__()
+        step = UserFn(fn)
+        self.fn = fn
+        self.is_async = step.is_async
+        # The bound methods themselves: no extra frame per item on the hot path.
+        self.call = step.call
+        self.acall = step.acall
+
+
+class Map(FnNode):
     def push(self, run: Run, key: str | None, value: Any, ts: int) -> None:
         self.forward(run, key, self.call(value), ts)
 
@@ -118,7 +137,7 @@ class Map(_FnNode):
         await self.aforward(run, key, await self.acall(value), ts)
 
 
-class Filter(_FnNode):
+class Filter(FnNode):
     def push(self, run: Run, key: str | None, value: Any, ts: int) -> None:
         if self.call(value):
             self.forward(run, key, value, ts)
@@ -128,7 +147,7 @@ class Filter(_FnNode):
             await self.aforward(run, key, value, ts)
 
 
-class FlatMap(_FnNode):
+class FlatMap(FnNode):
     def push(self, run: Run, key: str | None, value: Any, ts: int) -> None:
         for item in self.call(value):
             self.forward(run, key, item, ts)
@@ -138,7 +157,7 @@ class FlatMap(_FnNode):
             await self.aforward(run, key, item, ts)
 
 
-class Peek(_FnNode):
+class Peek(FnNode):
     def push(self, run: Run, key: str | None, value: Any, ts: int) -> None:
         self.call(value)
         self.forward(run, key, value, ts)
@@ -148,7 +167,7 @@ class Peek(_FnNode):
         await self.aforward(run, key, value, ts)
 
 
-class Rekey(_FnNode):
+class Rekey(FnNode):
     """`key_by`/`group_by`: the value's new key (as text) from a function of it."""
 
     def push(self, run: Run, key: str | None, value: Any, ts: int) -> None:
@@ -163,7 +182,7 @@ class Branch(Node):
 
     def __init__(self, predicates: list[Fn]) -> None:
         super().__init__()
-        self.tests = [_FnNode(p) for p in predicates]
+        self.tests = [UserFn(p) for p in predicates]
         self.is_async = any(t.is_async for t in self.tests)
 
     def push(self, run: Run, key: str | None, value: Any, ts: int) -> None:
@@ -207,7 +226,7 @@ class Route(Node):
 
     def __init__(self, routes: list[tuple[Topic[Any], Fn]], default: Topic[Any] | None) -> None:
         super().__init__()
-        self.routes = [(t, _FnNode(p)) for t, p in routes]
+        self.routes = [(t, UserFn(p)) for t, p in routes]
         self.default = default
         self.is_async = any(test.is_async for _, test in self.routes)
 

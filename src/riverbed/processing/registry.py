@@ -41,12 +41,6 @@ class Processors:
     def _app(self) -> App:
         return cast("App", self)
 
-    def get_topic(self, name: str) -> Topic[Any]:
-        raise NotImplementedError
-
-    def dlq_topic(self, topic: Topic[Any]) -> Topic[Any]:
-        raise NotImplementedError
-
     def internal_topic(
         self, name: str, partitions: int, *, schema: Any = None, codec: SchemaCodec | None = None
     ) -> Topic[Any]:
@@ -84,7 +78,7 @@ class Processors:
         time. `tables` are `app.table`s the flow's steps write (`table[key] = ...`):
         their changes commit with the flow's.
         """
-        t = self.get_topic(topic) if isinstance(topic, str) else topic
+        t = self._app().get_topic(topic) if isinstance(topic, str) else topic
         flow_name = name or t.name
         if any(f.name == flow_name for f in self._flows):
             raise ConfigError(

@@ -25,7 +25,7 @@ from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
 from riverbed.brokers.base import Broker, TopicPartition
-from riverbed.consumers import H_REPLAY_GROUP, ConsumerSpec, recover
+from riverbed.consumers import H_REPLAY_GROUP, ConsumerSpec
 from riverbed.context import Context
 from riverbed.errors import UnsupportedCapability
 from riverbed.events import Record
@@ -93,8 +93,7 @@ class FlowMember(GroupMember):
         now = self.clock.now_ms()
         for tp in tps:
             self._open_engines(tp.partition)
-            for node in self.sub.timed:
-                node.touch(tp.partition, now)
+            self._touch(tp.partition, now)
             applied = self.task.tables.applied(tp.partition)
             for side in self._sides:  # a table side is read from its start
                 self._side[TopicPartition(side, tp.partition)] = applied.get(side, 0)
@@ -126,7 +125,7 @@ class FlowMember(GroupMember):
 
     def _forget(self, tp: TopicPartition) -> None:
         super()._forget(tp)
-        for node in self.sub.timed:
+        for node in self._timed:
             node.forget(tp.partition)
         for side in self._sides:
             self._side.pop(TopicPartition(side, tp.partition), None)
@@ -148,7 +147,7 @@ class FlowMember(GroupMember):
         return out
 
     def _extra_loops(self) -> list[Coroutine[Any, Any, None]]:
-        return [self._tick_loop()] if self.sub.timed else []
+        return [self._tick_loop()] if self._timed else []
 
     # -- processing ---------------------------------------------------------------------------
     def _run(self, partition: int) -> Run:
@@ -185,6 +184,12 @@ class FlowMember(GroupMember):
             if self._idle_waiters:
                 self._progress.set()
 
+    def _touch(self, partition: int, now_ms: int) -> None:
+        """Records of `partition` were processed at `now_ms` (wall-clock closing counts
+        from the last of them)."""
+        for node in self._timed:
+            node.touch(partition, now_ms)
+
     def _position_map(self, tp: TopicPartition) -> dict[TopicPartition, int]:
         return self._side if tp.topic in self._sides else self._positions
 
@@ -214,12 +219,10 @@ class FlowMember(GroupMember):
         done: dict[TopicPartition, int] = {}
         tp = TopicPartition("", -1)
         handled = 0
-        timed = self._timed
         for rec in records:
             if rec.partition != tp.partition or rec.topic != tp.topic:
-                for node in timed:
-                    if tp.topic and tp in positions:
-                        node.touch(tp.partition, run.now_ms)
+                if tp in positions:
+                    self._touch(tp.partition, run.now_ms)
                 if self._stopping.is_set():
                     break
                 tp = TopicPartition(rec.topic, rec.partition)
@@ -263,9 +266,8 @@ class FlowMember(GroupMember):
             journal.active = False
             done[tp] = rec.offset + 1
             handled += 1
-        for node in timed:
-            if tp.topic and tp in positions:
-                node.touch(tp.partition, run.now_ms)
+        if tp in positions:
+            self._touch(tp.partition, run.now_ms)
         self.stats.handled += handled
 
     def _rollback(self, journal: Journal, partition: int) -> None:
@@ -299,8 +301,7 @@ class FlowMember(GroupMember):
             self.stats.handled += 1
             self._outputs.extend(outputs)
             self._finish(rec, tp)
-            for node in self._timed:
-                node.touch(tp.partition, self.clock.now_ms())
+            self._touch(tp.partition, self.clock.now_ms())
             self._progress.set()
 
     async def _attempt(self, rec: Record[Any]) -> list[tuple[str, Record[Any]]]:
@@ -319,17 +320,8 @@ class FlowMember(GroupMember):
 
     async def _recover_record(self, rec: Record[Any], tp: TopicPartition, exc: Exception) -> None:
         """The first try failed: retries per the flow's policy, then the dead letters."""
-        spec = self._specs[rec.topic]
         ctx = Context(self.app, self.group, rec, transactional=True)
-        outputs: list[tuple[str, Record[Any]]] = []
-        self._current = tp
-        try:
-            outcome, info = await recover(
-                spec, rec, ctx, exc, pool=self._pool, stopping=self._stopping, rand=self._rand
-            )
-            self._settle(spec, rec, outputs, ctx, outcome, info)
-        finally:
-            self._current = None
+        outputs = await self._recover(self._specs[rec.topic], rec, tp, exc, ctx)
         if tp in self._position_map(tp):  # still ours: a revocation may have dropped it
             self._outputs.extend(outputs)
             self._finish(rec, tp)
@@ -357,7 +349,7 @@ class FlowMember(GroupMember):
             if tp in self._releasing:
                 continue
             run = self._run(tp.partition)
-            for node in self.sub.timed:
+            for node in self._timed:
                 for key, value, ts in node.tick(run):
                     if self.task.is_async:
                         await node.aforward(run, key, value, ts)

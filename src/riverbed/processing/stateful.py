@@ -1,7 +1,7 @@
 """The stateful steps: aggregations and windowed aggregations.
 
 Both keep their state in a table's `PartitionStore` for the partition being processed
-(`run.store(table)`), so it is journaled per record and committed with the offsets.
+(`run.stores`), so it is journaled per record and committed with the offsets.
 Each pushes the changed result downstream (the table's stream of changes), which
 `to(topic)` can publish.
 """
@@ -68,7 +68,7 @@ class AggregateNode(Node):
 class WindowNode(Node):
     """A windowed aggregation: updates and closes windows, sends late records aside."""
 
-    def __init__(self, table: WindowedTable, late: Topic[Any] | None, clock: WallTime) -> None:
+    def __init__(self, table: WindowedTable, late: Topic[Any], clock: WallTime) -> None:
         super().__init__()
         self.table = table
         self.late = late
@@ -82,8 +82,7 @@ class WindowNode(Node):
         part: WindowedPartition = self.table.parts[run.partition]
         results = part.add(key, ts, value)
         if results is None:
-            if self.late is not None:
-                run.emit(self.late, key, value, ts)
+            run.emit(self.late, key, value, ts)  # a late record never vanishes
             return []
         return results
 

@@ -248,8 +248,11 @@ class WindowedTable(EngineTable[list[WindowValue]]):
     def _lookup(self, key: Hashable) -> tuple[bool, Any]:
         if not isinstance(key, str):
             return False, None
-        windows = self.snapshot().get(key)
-        return (True, windows) if windows else (False, None)
+        for part in list(self.parts.values()):
+            windows = part.results_of(key)
+            if windows:
+                return True, [WindowValue(w.start, w.end, w.value, w.final) for w in windows]
+        return False, None
 
     def __len__(self) -> int:
         return len(self.snapshot())

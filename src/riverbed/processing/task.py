@@ -20,7 +20,6 @@ from riverbed.processing.tableset import TableSet
 
 if TYPE_CHECKING:
     from riverbed.app import App
-    from riverbed.processing.table import Table
     from riverbed.processing.topology import SubTopology
     from riverbed.topics import Topic
 
@@ -41,12 +40,6 @@ class Run:
         self.outputs: list[tuple[str, Record[Any]]] = []
         self.stores: list[PartitionStore] = []
         """The partition's store of each of the task's tables (see `TableSet.stores`)."""
-
-    def store(self, table: Table[Any]) -> PartitionStore:
-        store = table.store(self.partition)
-        if store is None:  # the runtime restores every table of an owned partition
-            raise RuntimeError(f"table {table.name!r} has no state for partition {self.partition}")
-        return store
 
     def emit(self, topic: Topic[Any], key: str | None, value: Any, ts: int) -> None:
         """An output record of this run, stamped with the item's event time."""

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any, Literal
 from riverbed.errors import ConfigError, Retry
 from riverbed.processing.clock import Clock
 from riverbed.processing.nodes import Arm, Node
-from riverbed.processing.stateful import WindowNode
 
 if TYPE_CHECKING:
     from riverbed.app import App
@@ -93,10 +92,6 @@ class SubTopology:
     def timed(self) -> list[Any]:
         """Steps that act on wall-clock time too (windows, stream joins)."""
         return [n for n in self.nodes() if callable(getattr(n, "tick", None))]
-
-    @property
-    def windows(self) -> list[WindowNode]:
-        return [n for n in self.nodes() if isinstance(n, WindowNode)]
 
     def add_table(self, table: Table[Any]) -> None:
         table.bind(self.group, self.partitions)

@@ -30,9 +30,11 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.unit.join_reference import RefStreamJoin, RefTableJoin
+from tests.unit.test_windows_property import KINDS
+from tests.unit.test_windows_property import specs as window_specs
 from tests.unit.window_reference import ReferenceWindows
 
-from riverbed import App, Hopping, Record, Session, Sliding, Tumbling, WindowValue
+from riverbed import App, Record, WindowValue
 from riverbed.processing.aggregates import Count, Sum
 from riverbed.processing.stream import TableStream
 from riverbed.processing.windows import WindowSpec
@@ -118,22 +120,6 @@ async def count_on(app: App, topic: str) -> int:
 
 
 # -- windows -----------------------------------------------------------------------------------
-KINDS = {Tumbling: "tumbling", Hopping: "hopping", Sliding: "sliding", Session: "session"}
-
-
-@st.composite
-def window_specs(draw: st.DrawFn) -> WindowSpec:
-    """Any window shape, a few ms long, with up to 8 ms of grace."""
-    grace = draw(st.integers(0, 8)) / 1000
-    size = draw(st.integers(1, 15))
-    kind = draw(st.sampled_from(list(KINDS.values())))
-    if kind == "tumbling":
-        return Tumbling(size / 1000, grace)
-    if kind == "hopping":
-        return Hopping(size / 1000, draw(st.integers(1, size)) / 1000, grace)
-    if kind == "sliding":
-        return Sliding(size / 1000, grace)
-    return Session(draw(st.integers(1, 8)) / 1000, grace)
 
 
 @st.composite

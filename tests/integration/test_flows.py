@@ -10,7 +10,7 @@ import pytest
 from riverbed import App, ConfigError, DeadLetter, Event, Retry
 from riverbed.testing.conformance import make_record
 
-from .conftest import Backend, read_topic, wait_for
+from .conftest import Backend, fully_committed, read_topic, wait_for
 
 
 class Order(Event):
@@ -128,7 +128,8 @@ async def test_state_survives_a_restart_and_is_not_counted_twice(backend: Backen
         await wait_for(lambda: counts.table.get("c") == 7, what="7 after restart")
         await orders.publish_many([Order(id=f"b{i}", customer="c", total=1) for i in range(3)])
         await wait_for(lambda: counts.table.get("c") == 10, what="10")
-        await asyncio.sleep(0.2)
+        # Once everything is committed nothing is left to count again: still 10.
+        await wait_for(lambda: fully_committed(app.broker, "shop.counts", "orders"))
         assert counts.table["c"] == 10
 
 
